@@ -27,6 +27,23 @@ pub enum Step {
 }
 
 impl Step {
+    /// A short name for programs (the `step` attribute of the Python exception).
+    pub fn id(self) -> &'static str {
+        match self {
+            Step::OpenLock => "open_lock",
+            Step::Lock => "lock",
+            Step::CreateDir => "create_dir",
+            Step::CreateTemp => "create_temp",
+            Step::WriteTemp => "write_temp",
+            Step::SyncTemp => "fsync_temp",
+            Step::SetPermissions => "set_permissions",
+            Step::Rename => "rename",
+            Step::SyncDir => "fsync_dir",
+            Step::Read => "read",
+            Step::Stat => "stat",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Step::OpenLock => "cannot open lock file",

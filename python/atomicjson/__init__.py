@@ -1,0 +1,165 @@
+"""atomicjson: canonical JSON files written atomically under an exclusive inter-process lock.
+
+A drop-in for the pure-Python ``_write_atomic_json_with_lock`` family of helpers: the same
+bytes on disk, the same ``.lock`` sidecar (``Path(path).with_suffix('.lock')`` with
+``flock``), errors that ``except IOError`` still catches; with a Rust core that serializes
+with the GIL held and releases it for the lock wait, the write, the fsyncs and the rename.
+
+Guarantees of every write:
+
+* atomic: a reader sees the old file or the new one, never a mix or a truncated file;
+* exclusive: writers of one path (processes, threads, legacy helpers) never interleave;
+* durable (``durable=True``, the default): once the call returns, the new file survives a
+  power cut (the file and its directory are fsynced).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional, Union
+
+from . import _core
+from ._errors import (
+    AtomicJsonError,
+    CircularReferenceError,
+    InvalidDataError,
+    JSONDecodeError,
+    KeyCollisionError,
+    LockTimeoutError,
+    LockUnsupportedError,
+    NestingTooDeepError,
+    SerializationError,
+    UnsupportedTypeError,
+)
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("atomicjson")
+except Exception:  # pragma: no cover - running from a source tree without metadata
+    __version__ = "0+unknown"
+
+__all__ = [
+    "__version__",
+    "MAX_DEPTH",
+    "write_json",
+    "write_bytes",
+    "canonical_bytes",
+    "sanitize",
+    "lock",
+    "FileLock",
+    "lock_path_for",
+    "lock_holders",
+    "cleanup_temp_files",
+    "read_json",
+    "loads",
+    "AtomicJsonError",
+    "LockTimeoutError",
+    "LockUnsupportedError",
+    "SerializationError",
+    "UnsupportedTypeError",
+    "InvalidDataError",
+    "CircularReferenceError",
+    "NestingTooDeepError",
+    "KeyCollisionError",
+    "JSONDecodeError",
+]
+
+PathArg = Union[str, "os.PathLike[str]"]
+
+#: Deepest nesting written; deeper documents raise NestingTooDeepError.
+MAX_DEPTH: int = _core.MAX_DEPTH
+
+FileLock = _core.FileLock
+
+
+def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] = 30.0,
+               durable: bool = True) -> None:
+    """Write ``data`` to ``path`` as canonical JSON, atomically, under the exclusive lock.
+
+    The bytes are exactly what the legacy ``_write_atomic_json_with_lock`` wrote: both
+    sanitizing passes (pandas Timestamps and datetimes to ISO strings, Enums to values, sets
+    to sorted lists, numpy to Python, paths to str, dataclasses to dicts, Decimals to str),
+    then ``json.dumps(sort_keys=True, indent=2, ensure_ascii=False)`` and a newline.
+
+    The lock is ``flock`` on ``Path(path).with_suffix('.lock')``, the legacy protocol.
+    ``lock_timeout=None`` waits forever, ``0`` tries once; on timeout a
+    :class:`LockTimeoutError` names the processes holding the lock.
+    ``durable=False`` skips the fsyncs of the file and its directory: still atomic, not
+    guaranteed to survive a power cut. Missing parent directories are created.
+
+    Raises :class:`SerializationError` (a ``TypeError`` or ``ValueError`` too) for data that
+    cannot be written, naming where it sits (``$.folds[3].scores``); the file is then untouched.
+    """
+    _core.write_json(path, data, lock_timeout=lock_timeout, durable=durable)
+
+
+def write_bytes(path: PathArg, payload: bytes, *, lock_timeout: Optional[float] = 30.0,
+                durable: bool = True) -> None:
+    """Replace ``path`` with ``payload`` under the same lock and atomic write as
+    :func:`write_json`, for bytes the caller already has."""
+    _core.write_bytes(path, payload, lock_timeout=lock_timeout, durable=durable)
+
+
+def canonical_bytes(data: Any) -> bytes:
+    """The exact bytes :func:`write_json` writes for ``data`` (UTF-8, trailing newline)."""
+    return _core.canonical_bytes(data)
+
+
+def sanitize(data: Any) -> Any:
+    """The sanitized value of ``data`` (both legacy passes), for callers who hash or compare
+    it: dicts with sorted ``str`` keys, lists, and str/int/float/bool/None leaves."""
+    return _core.sanitize(data)
+
+
+def lock(path: PathArg, *, timeout: Optional[float] = 30.0) -> FileLock:
+    """A context manager holding the exclusive sidecar lock of ``path`` (the same ``.lock`` file
+    the writers use), to guard other work with the same protocol::
+
+        with atomicjson.lock("index.parquet"):
+            ...  # read-modify-write the index
+
+    Re-entrant within one thread: ``write_json`` on the same path inside the block does not
+    deadlock. ``timeout=None`` waits forever, ``0`` tries once.
+    """
+    return _core.FileLock(path, timeout=timeout)
+
+
+def lock_path_for(path: PathArg) -> str:
+    """The lock file of ``path``: ``Path(path).with_suffix('.lock')``, as the legacy did."""
+    return os.fspath(_core.lock_path_for(path))
+
+
+def lock_holders(path: PathArg) -> Optional[list]:
+    """The processes holding the lock of ``path`` now, as ``(pid, command line)`` pairs, or
+    ``None`` where the system cannot tell (no ``/proc/locks``)."""
+    holders, _ = _core.lock_holders(_core.lock_path_for(path))
+    return holders
+
+
+def cleanup_temp_files(directory: PathArg, *, older_than: float = 3600.0) -> list:
+    """Remove this library's temp files in ``directory`` that no live writer owns and that are
+    older than ``older_than`` seconds (left behind by writers killed mid-write). Returns the
+    removed paths."""
+    return [os.fspath(p) for p in _core.cleanup_temp_files(directory, older_than)]
+
+
+def read_json(path: PathArg) -> Any:
+    """Read and parse the JSON file at ``path``, returning what ``json.loads`` returns.
+
+    Raises :class:`JSONDecodeError` (also a ``json.JSONDecodeError``) naming the file, line and
+    column for a malformed file, and a ``FileNotFoundError`` (an :class:`AtomicJsonError`) when
+    it is missing. Parsing runs with the GIL released.
+    """
+    return _core.read_json(path)
+
+
+def loads(data: Union[str, bytes, bytearray]) -> Any:
+    """Parse JSON text the way ``json.loads`` does (errors as :class:`JSONDecodeError`)."""
+    return _core.loads(data)
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child shares the parent's lock descriptors (and so its flock locks): drop the
+    # child's copies so the parent's release really releases.
+    os.register_at_fork(after_in_child=_core._forget_locks_after_fork)

@@ -1,0 +1,469 @@
+//! The functions and classes of `atomicjson._core`.
+//!
+//! Each call reads the Python objects with the GIL held, then releases it for the lock wait,
+//! the write, the fsyncs and the rename.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyList, PyString};
+
+use super::encode::{Encoder, Style};
+use super::errors::{core_error, decode_error};
+use super::objects::Builder;
+use super::sanitize::{to_python, Profile, Rules};
+use super::text::wtf8_to_str;
+use crate::atomic_write;
+use crate::errors::Error;
+use crate::lock::{self, LockGuard};
+use crate::read;
+
+/// A failure inside a call that released the GIL: from the core, or Ctrl-C while waiting.
+enum Failure {
+    Core(Error),
+    Py(PyErr),
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Failure {
+        Failure::Core(err)
+    }
+}
+
+impl Failure {
+    fn into_pyerr(self, py: Python<'_>) -> PyErr {
+        match self {
+            Failure::Core(err) => core_error(py, err),
+            Failure::Py(err) => err,
+        }
+    }
+}
+
+/// Lets a waiting call notice Ctrl-C: re-takes the GIL briefly and runs the signal handlers.
+fn check_signals() -> Result<(), Failure> {
+    Python::attach(|py| py.check_signals()).map_err(Failure::Py)
+}
+
+fn timeout_from(seconds: Option<f64>) -> PyResult<Option<Duration>> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s.is_nan() || s < 0.0 => Err(PyValueError::new_err(format!(
+            "lock timeout must be None or a number >= 0, not {s}"
+        ))),
+        Some(s) => Ok(Some(Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))),
+    }
+}
+
+/// The logical owner of a lock: the OS thread, unless the caller names one (asyncio tasks).
+fn owner_or_thread(owner: Option<u64>) -> u64 {
+    owner.unwrap_or_else(lock::current_thread_owner)
+}
+
+/// How a document becomes bytes: which legacy passes apply and the `json.dumps` keywords.
+#[pyclass(frozen, module = "atomicjson._core")]
+pub struct Encoding {
+    rules: Rules,
+    style: Style,
+    sort_keys: bool,
+    skipkeys: bool,
+    allow_nan: bool,
+    check_circular: bool,
+    extended: bool,
+    default: Option<Py<PyAny>>,
+    trailing_newline: bool,
+    /// Lone surrogates are an error: the text is headed for a UTF-8 file.
+    strict_utf8: bool,
+}
+
+impl Encoding {
+    fn canonical() -> &'static Encoding {
+        static CANONICAL: OnceLock<Encoding> = OnceLock::new();
+        CANONICAL.get_or_init(|| Encoding {
+            rules: Rules::Both,
+            style: Style::canonical(),
+            sort_keys: true,
+            skipkeys: false,
+            allow_nan: true,
+            check_circular: true,
+            extended: true,
+            default: None,
+            trailing_newline: true,
+            strict_utf8: true,
+        })
+    }
+
+    /// Serialize with the GIL held. `file` only names the file in error messages.
+    fn encode_to_vec(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        file: Option<&Path>,
+    ) -> PyResult<(Vec<u8>, bool)> {
+        let profile = Profile {
+            sort_keys: self.sort_keys,
+            skipkeys: self.skipkeys,
+            allow_nan: self.allow_nan,
+            extended: self.extended,
+            default: self.default.as_ref().map(|d| d.bind(py).clone()),
+        };
+        let mut encoder = Encoder::new(&self.style, &profile, self.strict_utf8, self.check_circular, 4096);
+        encoder
+            .encode(data, self.rules)
+            .map_err(|e| e.into_pyerr(py, file, !self.extended))?;
+        if self.trailing_newline {
+            encoder.out.push(b'\n');
+        }
+        Ok((encoder.out, encoder.has_surrogates))
+    }
+
+    fn write_to(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        data: &Bound<'_, PyAny>,
+        lock_timeout: Option<f64>,
+        durable: bool,
+        locked: bool,
+        owner: Option<u64>,
+    ) -> PyResult<()> {
+        let timeout = timeout_from(lock_timeout)?;
+        let (bytes, _) = self.encode_to_vec(py, data, Some(&path))?;
+        write_locked(py, &path, &bytes, timeout, durable, locked, owner)
+    }
+}
+
+#[pymethods]
+impl Encoding {
+    #[new]
+    #[pyo3(signature = (*, rules="json", indent=None, separators=None, ensure_ascii=true,
+        allow_nan=true, sort_keys=false, skipkeys=false, check_circular=true, default=None,
+        trailing_newline=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        rules: &str,
+        indent: Option<&Bound<'_, PyAny>>,
+        separators: Option<(String, String)>,
+        ensure_ascii: bool,
+        allow_nan: bool,
+        sort_keys: bool,
+        skipkeys: bool,
+        check_circular: bool,
+        default: Option<Py<PyAny>>,
+        trailing_newline: bool,
+    ) -> PyResult<Encoding> {
+        let rules = match rules {
+            "both" => Rules::Both,
+            "artifact" => Rules::Artifact,
+            "json" => Rules::Json,
+            other => return Err(PyValueError::new_err(format!("unknown rules {other:?}"))),
+        };
+        let indent = match indent {
+            None => None,
+            Some(i) if i.is_none() => None,
+            Some(i) => match i.cast::<PyString>() {
+                Ok(s) => Some(s.to_cow()?.as_bytes().to_vec()),
+                // json.dumps: ' ' * indent, so negative counts mean no spaces.
+                Err(_) => Some(vec![b' '; i.extract::<i64>()?.max(0) as usize]),
+            },
+        };
+        let (item, key) = match separators {
+            Some((item, key)) => (item.into_bytes(), key.into_bytes()),
+            None if indent.is_some() => (b",".to_vec(), b": ".to_vec()),
+            None => (b", ".to_vec(), b": ".to_vec()),
+        };
+        Ok(Encoding {
+            rules,
+            style: Style {
+                indent,
+                item_separator: item,
+                key_separator: key,
+                ensure_ascii,
+            },
+            // The legacy passes always sort; `sort_keys` only matters to json.dumps rules.
+            sort_keys: sort_keys || rules != Rules::Json,
+            skipkeys,
+            allow_nan,
+            check_circular,
+            extended: rules != Rules::Json,
+            default,
+            trailing_newline,
+            strict_utf8: false,
+        })
+    }
+
+    /// The encoded document as UTF-8 bytes.
+    fn encode<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        let (bytes, has_surrogates) = self.encode_to_vec(py, obj, None)?;
+        if has_surrogates {
+            return Err(PyValueError::new_err(
+                "a string holds a lone surrogate, which UTF-8 cannot encode",
+            ));
+        }
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The encoded document as str, exactly as `json.dumps` returns it.
+    fn dumps<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let (bytes, _) = self.encode_to_vec(py, obj, None)?;
+        wtf8_to_str(py, &bytes)
+    }
+
+    /// Encode, then write atomically (under the sidecar lock when `locked`).
+    #[pyo3(signature = (path, obj, *, lock_timeout=Some(30.0), durable=true, locked=true, owner=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        obj: &Bound<'_, PyAny>,
+        lock_timeout: Option<f64>,
+        durable: bool,
+        locked: bool,
+        owner: Option<u64>,
+    ) -> PyResult<()> {
+        if self.strict_utf8 {
+            return self.write_to(py, path, obj, lock_timeout, durable, locked, owner);
+        }
+        // Files are UTF-8: a json.dumps-style encoding must refuse lone surrogates here too.
+        let strict = Encoding {
+            rules: self.rules,
+            style: self.style.clone(),
+            sort_keys: self.sort_keys,
+            skipkeys: self.skipkeys,
+            allow_nan: self.allow_nan,
+            check_circular: self.check_circular,
+            extended: self.extended,
+            default: self.default.as_ref().map(|d| d.clone_ref(py)),
+            trailing_newline: self.trailing_newline,
+            strict_utf8: true,
+        };
+        strict.write_to(py, path, obj, lock_timeout, durable, locked, owner)
+    }
+}
+
+/// Take the lock (unless not `locked`) and replace the file, all with the GIL released.
+fn write_locked(
+    py: Python<'_>,
+    path: &Path,
+    bytes: &[u8],
+    timeout: Option<Duration>,
+    durable: bool,
+    locked: bool,
+    owner: Option<u64>,
+) -> PyResult<()> {
+    let owner = owner_or_thread(owner);
+    py.detach(|| -> Result<(), Failure> {
+        let _guard = if locked {
+            let lock_path = lock::lock_path_for(path)?;
+            Some(lock::acquire(&lock_path, owner, timeout, &mut check_signals)?)
+        } else {
+            None
+        };
+        atomic_write::write_atomic(path, bytes, durable)?;
+        Ok(())
+    })
+    .map_err(|f| f.into_pyerr(py))
+}
+
+/// The exact bytes `write_json` writes for `data`: both legacy sanitizing passes, then
+/// `json.dumps(sort_keys=True, indent=2, ensure_ascii=False)` and a newline, as UTF-8.
+#[pyfunction]
+pub fn canonical_bytes<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let (bytes, _) = Encoding::canonical().encode_to_vec(py, data, None)?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// The sanitized value of `data` (both legacy passes): what `write_json` serializes.
+#[pyfunction]
+pub fn sanitize<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let profile = Profile {
+        sort_keys: true,
+        skipkeys: false,
+        allow_nan: true,
+        extended: true,
+        default: None,
+    };
+    to_python(data, Rules::Both, &profile).map_err(|e| e.into_pyerr(py, None, false))
+}
+
+/// Write `data` canonically to `path`, atomically, under the exclusive `.lock` sidecar.
+#[pyfunction]
+#[pyo3(signature = (path, data, *, lock_timeout=Some(30.0), durable=true, owner=None))]
+pub fn write_json(
+    py: Python<'_>,
+    path: PathBuf,
+    data: &Bound<'_, PyAny>,
+    lock_timeout: Option<f64>,
+    durable: bool,
+    owner: Option<u64>,
+) -> PyResult<()> {
+    Encoding::canonical().write_to(py, path, data, lock_timeout, durable, true, owner)
+}
+
+/// Write `payload` to `path` with the same lock and atomic replacement as `write_json`.
+#[pyfunction]
+#[pyo3(signature = (path, payload, *, lock_timeout=Some(30.0), durable=true, owner=None))]
+pub fn write_bytes(
+    py: Python<'_>,
+    path: PathBuf,
+    payload: PyBackedBytes,
+    lock_timeout: Option<f64>,
+    durable: bool,
+    owner: Option<u64>,
+) -> PyResult<()> {
+    let timeout = timeout_from(lock_timeout)?;
+    write_locked(py, &path, &payload, timeout, durable, true, owner)
+}
+
+/// Parse JSON text (bytes or str) the way `json.loads` does, errors included.
+#[pyfunction]
+pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let bytes: PyBackedBytes = if let Ok(s) = data.cast::<PyString>() {
+        let encoded = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+        encoded.extract()?
+    } else {
+        data.extract()
+            .map_err(|_| PyTypeError::new_err("loads() takes str, bytes or bytearray"))?
+    };
+    let parsed = py.detach(|| read::parse(&bytes));
+    match parsed {
+        Ok(json) => Builder::new(py).build(&json),
+        Err(err) => Err(decode_error(py, &err, None)),
+    }
+}
+
+/// Read and parse the JSON file at `path` (no lock: the atomic writes never show a torn file).
+#[pyfunction]
+pub fn read_json<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
+    let parsed = py.detach(|| {
+        std::fs::read(&path)
+            .map_err(|e| Error::io(crate::errors::Step::Read, &path, e))
+            .map(|bytes| read::parse(&bytes))
+    });
+    match parsed {
+        Ok(Ok(json)) => Builder::new(py).build(&json),
+        Ok(Err(err)) => Err(decode_error(py, &err, Some(&path))),
+        Err(err) => Err(core_error(py, err)),
+    }
+}
+
+/// The sidecar lock of a file, as the legacy helpers named it: `Path(path).with_suffix('.lock')`.
+#[pyfunction]
+pub fn lock_path_for(py: Python<'_>, path: PathBuf) -> PyResult<PathBuf> {
+    lock::lock_path_for(&path).map_err(|e| core_error(py, e))
+}
+
+/// Who holds the lock file `lock_path` now: a list of `(pid, command line or None)`, or None
+/// where the system cannot tell (no /proc/locks).
+#[pyfunction]
+pub fn lock_holders<'py>(py: Python<'py>, lock_path: PathBuf) -> PyResult<(Option<Bound<'py, PyList>>, String)> {
+    let holders = py.detach(|| lock::lock_holders(&lock_path));
+    let detail = holders.to_string();
+    let list = match &holders {
+        lock::Holders::Known(list) => {
+            let out = PyList::empty(py);
+            for h in list {
+                out.append((h.pid, h.command.clone()))?;
+            }
+            Some(out)
+        }
+        lock::Holders::Unknown(_) => None,
+    };
+    Ok((list, detail))
+}
+
+/// Remove this library's orphaned temp files directly in `directory` older than
+/// `older_than` seconds; returns the removed paths.
+#[pyfunction]
+pub fn cleanup_temp_files(py: Python<'_>, directory: PathBuf, older_than: f64) -> PyResult<Vec<PathBuf>> {
+    let age = Duration::try_from_secs_f64(older_than.max(0.0)).unwrap_or(Duration::MAX);
+    py.detach(|| atomic_write::cleanup_temp_files(&directory, age))
+        .map_err(|e| core_error(py, e))
+}
+
+/// Called in a forked child: drop the lock descriptors inherited from the parent without
+/// unlocking them (the parent still holds those locks).
+#[pyfunction]
+pub fn _forget_locks_after_fork() {
+    lock::forget_all_after_fork();
+}
+
+/// The exclusive sidecar lock of one file, held between `acquire()` and `release()`.
+#[pyclass(module = "atomicjson._core")]
+pub struct FileLock {
+    lock_path: PathBuf,
+    timeout: Option<Duration>,
+    owner: Option<u64>,
+    guard: Option<LockGuard>,
+}
+
+#[pymethods]
+impl FileLock {
+    #[new]
+    #[pyo3(signature = (path, *, timeout=Some(30.0), owner=None))]
+    fn new(py: Python<'_>, path: PathBuf, timeout: Option<f64>, owner: Option<u64>) -> PyResult<FileLock> {
+        Ok(FileLock {
+            lock_path: lock::lock_path_for(&path).map_err(|e| core_error(py, e))?,
+            timeout: timeout_from(timeout)?,
+            owner,
+            guard: None,
+        })
+    }
+
+    /// Block (GIL released) until the lock is held or the timeout runs out.
+    fn acquire(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.guard.is_some() {
+            return Err(PyRuntimeError::new_err("this FileLock is already held"));
+        }
+        let owner = owner_or_thread(self.owner);
+        let (path, timeout) = (self.lock_path.clone(), self.timeout);
+        let guard = py
+            .detach(|| lock::acquire(&path, owner, timeout, &mut check_signals))
+            .map_err(|f: Failure| f.into_pyerr(py))?;
+        self.guard = Some(guard);
+        Ok(())
+    }
+
+    /// Release the lock (a no-op when not held).
+    fn release(&mut self) {
+        self.guard = None;
+    }
+
+    fn __enter__(mut slf: PyRefMut<'_, Self>) -> PyResult<PyRefMut<'_, Self>> {
+        let py = slf.py();
+        slf.acquire(py)?;
+        Ok(slf)
+    }
+
+    fn __exit__(
+        &mut self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
+        self.release();
+        false
+    }
+
+    #[getter]
+    fn held(&self) -> bool {
+        self.guard.is_some()
+    }
+
+    #[getter]
+    fn lock_path(&self) -> PathBuf {
+        self.lock_path.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "FileLock({:?}, held={})",
+            self.lock_path.display().to_string(),
+            if self.guard.is_some() { "True" } else { "False" }
+        )
+    }
+}

@@ -1,0 +1,614 @@
+//! The legacy sanitizing rules, applied to Python objects one value at a time.
+//!
+//! The legacy pipeline ran two recursive passes (telemetry, then artifact) and then
+//! `json.dumps`. Running them one after another would build two throw-away copies of the
+//! document; instead `classify` answers, for one object and the passes that still apply to it,
+//! what JSON value it stands for. The encoder and `sanitize()` both walk the document with it,
+//! so the rules live in one place.
+
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+
+use super::errors::{SerError, SerErrorKind};
+use super::text::Text;
+use crate::format;
+
+/// Which legacy passes still apply to a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rules {
+    /// Telemetry pass, then artifact pass: what `write_json` and `canonical_bytes` do.
+    Both,
+    /// Only the artifact pass: the telemetry pass stopped above this value (an Enum's value,
+    /// a frozenset), or the caller asked for it (`compat.write_atomic_json`).
+    Artifact,
+    /// No pass: `json.dumps` sees the value as it is.
+    Json,
+}
+
+/// Everything about the encoding that changes what a value becomes.
+pub struct Profile<'py> {
+    /// Dict keys of `Rules::Json` values are sorted (`json.dumps(sort_keys=True)`).
+    pub sort_keys: bool,
+    /// Dict keys of unsupported types are skipped instead of raising (`json.dumps(skipkeys=True)`).
+    pub skipkeys: bool,
+    /// NaN and infinities are written (`NaN`, `Infinity`) rather than refused.
+    pub allow_nan: bool,
+    /// Values `json.dumps` rejects get the conversions atomicjson adds over the legacy helpers
+    /// (datetimes, paths, NaT, numpy, ...) instead of a `TypeError`.
+    pub extended: bool,
+    /// `json.dumps(default=...)`, called for values of unsupported types.
+    pub default: Option<Bound<'py, PyAny>>,
+}
+
+/// One dict entry, with its key already turned into the text written to the file.
+pub struct Entry<'py> {
+    pub key: Text<'py>,
+    pub value: Bound<'py, PyAny>,
+}
+
+/// What a Python object stands for in the output.
+pub enum Node<'py> {
+    Null,
+    Bool(bool),
+    /// An `int` or a subclass (written as `int.__repr__` would).
+    Int(Bound<'py, PyAny>),
+    /// A `float` or a subclass (written as `float.__repr__` would).
+    Float(Bound<'py, PyAny>),
+    Str(Text<'py>),
+    /// A list or tuple, read item by item while writing (it may change under a callback).
+    Seq(Bound<'py, PyAny>, Rules),
+    /// A sequence computed here (a sorted set).
+    Items(Vec<Bound<'py, PyAny>>, Rules),
+    /// Entries in output order. `empty_source` tells `{}` from a dict whose keys were all skipped,
+    /// which `json.dumps` lays out differently.
+    Object {
+        entries: Vec<Entry<'py>>,
+        rules: Rules,
+        empty_source: bool,
+    },
+    /// Write this object instead (an Enum's value, a numpy item, what `default` returned).
+    Redirect(Bound<'py, PyAny>, Rules),
+}
+
+/// Types and functions the rules look up, imported once.
+struct Cache {
+    enum_type: Py<PyType>,
+    date_type: Py<PyType>,
+    time_type: Py<PyType>,
+    int_repr: Py<PyAny>,
+    dataclass_fields: Py<PyAny>,
+    fsdecode: Py<PyAny>,
+}
+
+static CACHE: PyOnceLock<Cache> = PyOnceLock::new();
+
+fn cache(py: Python<'_>) -> PyResult<&Cache> {
+    CACHE.get_or_try_init(py, || {
+        let datetime = py.import("datetime")?;
+        let builtins = py.import("builtins")?;
+        Ok(Cache {
+            enum_type: py.import("enum")?.getattr("Enum")?.cast_into()?.unbind(),
+            date_type: datetime.getattr("date")?.cast_into()?.unbind(),
+            time_type: datetime.getattr("time")?.cast_into()?.unbind(),
+            int_repr: builtins.getattr("int")?.getattr("__repr__")?.unbind(),
+            dataclass_fields: py.import("dataclasses")?.getattr("fields")?.unbind(),
+            fsdecode: py.import("os")?.getattr("fsdecode")?.unbind(),
+        })
+    })
+}
+
+#[inline]
+fn type_ptr(obj: &Bound<'_, PyAny>) -> *mut ffi::PyTypeObject {
+    // SAFETY: obj is a live object.
+    unsafe { ffi::Py_TYPE(obj.as_ptr()) }
+}
+
+fn is_subtype(obj: &Bound<'_, PyAny>, ty: &Py<PyType>) -> bool {
+    // SAFETY: both are live type objects.
+    unsafe { ffi::PyType_IsSubtype(type_ptr(obj), ty.as_ptr().cast()) != 0 }
+}
+
+/// Classify `obj` under `rules`. Exact built-in types come first: they are nearly all of a
+/// document and mean the same under every rule set.
+#[inline]
+pub fn classify<'py>(
+    obj: &Bound<'py, PyAny>,
+    rules: Rules,
+    profile: &Profile<'py>,
+) -> Result<Node<'py>, SerError> {
+    // SAFETY: the addresses of the static type objects and singletons.
+    unsafe {
+        let ty = type_ptr(obj);
+        if std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type) {
+            return Ok(Node::Str(Text::from_str_object(obj.cast_unchecked::<PyString>())?));
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyLong_Type) {
+            return Ok(Node::Int(obj.clone()));
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyFloat_Type) {
+            return Ok(Node::Float(obj.clone()));
+        }
+        let ptr = obj.as_ptr();
+        if ptr == ffi::Py_True() {
+            return Ok(Node::Bool(true));
+        }
+        if ptr == ffi::Py_False() {
+            return Ok(Node::Bool(false));
+        }
+        if ptr == ffi::Py_None() {
+            return Ok(Node::Null);
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyDict_Type) {
+            return object(obj.cast_unchecked::<PyDict>(), rules, profile);
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyList_Type) || std::ptr::eq(ty, &raw mut ffi::PyTuple_Type)
+        {
+            return Ok(Node::Seq(obj.clone(), rules));
+        }
+    }
+    match rules {
+        Rules::Both => telemetry_rules(obj, profile),
+        Rules::Artifact => artifact_rules(obj, profile),
+        Rules::Json => json_rules(obj, profile, profile.extended),
+    }
+}
+
+/// The first legacy pass; what it leaves unchanged goes on to the artifact pass.
+fn telemetry_rules<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Result<Node<'py>, SerError> {
+    let py = obj.py();
+    if let Some(node) = datetime_like(obj)? {
+        return Ok(node);
+    }
+    if is_subtype(obj, &cache(py)?.enum_type) {
+        return Ok(Node::Redirect(obj.getattr(intern!(py, "value"))?, Rules::Artifact));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        return object(dict, Rules::Both, profile);
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return Ok(Node::Seq(obj.clone(), Rules::Both));
+    }
+    // SAFETY: obj is live.
+    if unsafe { ffi::PySet_Check(obj.as_ptr()) } != 0 {
+        // sorted(s, key=str): by the str() of the original elements, stable.
+        let mut keyed = Vec::new();
+        for item in obj.try_iter()? {
+            let item = item?;
+            keyed.push((str_of(&item)?, item));
+        }
+        keyed.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
+        return Ok(Node::Items(keyed.into_iter().map(|(_, v)| v).collect(), Rules::Both));
+    }
+    artifact_rules(obj, profile)
+}
+
+/// The second legacy pass, in its order (first match wins), then `json.dumps` for the rest.
+fn artifact_rules<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Result<Node<'py>, SerError> {
+    let py = obj.py();
+    if obj.is_none() {
+        return Ok(Node::Null);
+    }
+    if let Some(node) = datetime_like(obj)? {
+        return Ok(node);
+    }
+    if is_subtype(obj, &cache(py)?.enum_type) {
+        // The legacy pass takes the value and does not look at it again.
+        return Ok(Node::Redirect(obj.getattr(intern!(py, "value"))?, Rules::Json));
+    }
+    let ty = obj.get_type();
+    if !obj.is_instance_of::<PyString>() && ty.hasattr(intern!(py, "__fspath__"))? {
+        // pathlib.Path in the legacy; any os.PathLike here.
+        let fspath = obj.call_method0(intern!(py, "__fspath__"))?;
+        let text = cache(py)?.fsdecode.bind(py).call1((fspath,))?;
+        return Ok(Node::Str(Text::from_str_object(text.cast::<PyString>()?)?));
+    }
+    if type_module(&ty)?.starts_with("numpy") {
+        let ndim: i64 = match obj.getattr_opt(intern!(py, "ndim"))? {
+            Some(n) => n.extract().unwrap_or(0),
+            None => 0,
+        };
+        let method = if ndim > 0 { intern!(py, "tolist") } else { intern!(py, "item") };
+        return Ok(Node::Redirect(obj.call_method0(method)?, Rules::Artifact));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        return object(dict, Rules::Artifact, profile);
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return Ok(Node::Seq(obj.clone(), Rules::Artifact));
+    }
+    // SAFETY: obj is live.
+    if unsafe { ffi::PyAnySet_Check(obj.as_ptr()) } != 0 {
+        return sorted_set(obj, profile);
+    }
+    if !obj.is_instance_of::<PyType>() && obj.hasattr(intern!(py, "__dataclass_fields__"))? {
+        let fields = cache(py)?.dataclass_fields.bind(py).call1((obj,))?;
+        let mut entries = Vec::new();
+        for field in fields.try_iter()? {
+            let name = field?.getattr(intern!(py, "name"))?;
+            let value = obj.getattr(name.cast::<PyString>()?)?;
+            entries.push(Entry {
+                key: Text::from_str_object(name.cast::<PyString>()?)?,
+                value,
+            });
+        }
+        return sorted_entries(entries, Rules::Artifact, false);
+    }
+    if ty.name()?.to_cow()? == "Decimal" {
+        return Ok(Node::Str(Text::from_str_object(&obj.str()?)?));
+    }
+    json_rules(obj, profile, false)
+}
+
+/// What `json.dumps` accepts: str, int, float, list, tuple, dict and their subclasses.
+/// Anything else goes to the extended conversions, to `default`, or is an error.
+fn json_rules<'py>(
+    obj: &Bound<'py, PyAny>,
+    profile: &Profile<'py>,
+    extended: bool,
+) -> Result<Node<'py>, SerError> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Node::Str(Text::from_str_object(s)?));
+    }
+    // SAFETY: obj is live.
+    unsafe {
+        if ffi::PyLong_Check(obj.as_ptr()) != 0 {
+            return Ok(Node::Int(obj.clone()));
+        }
+        if ffi::PyFloat_Check(obj.as_ptr()) != 0 {
+            return Ok(Node::Float(obj.clone()));
+        }
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return Ok(Node::Seq(obj.clone(), Rules::Json));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        return object(dict, Rules::Json, profile);
+    }
+    if extended {
+        return artifact_rules(obj, profile);
+    }
+    if let Some(default) = &profile.default {
+        return Ok(Node::Redirect(default.call1((obj,))?, Rules::Json));
+    }
+    Err(SerErrorKind::UnsupportedType(type_name(obj)).into())
+}
+
+/// datetime, date, time and pandas Timestamp become `isoformat()`; pandas NaT becomes null.
+fn datetime_like<'py>(obj: &Bound<'py, PyAny>) -> Result<Option<Node<'py>>, SerError> {
+    let py = obj.py();
+    let cache = cache(py)?;
+    // datetime.datetime (and so pandas.Timestamp) subclasses datetime.date.
+    if !is_subtype(obj, &cache.date_type) && !is_subtype(obj, &cache.time_type) {
+        return Ok(None);
+    }
+    let ty = obj.get_type();
+    if ty.name()?.to_cow()? == "NaTType" && type_module(&ty)?.starts_with("pandas") {
+        return Ok(Some(Node::Null));
+    }
+    let iso = obj.call_method0(intern!(py, "isoformat"))?;
+    Ok(Some(Node::Str(Text::from_str_object(iso.cast::<PyString>()?)?)))
+}
+
+fn type_module(ty: &Bound<'_, PyType>) -> PyResult<String> {
+    match ty.getattr_opt(intern!(ty.py(), "__module__"))? {
+        Some(m) => Ok(m.extract::<String>().unwrap_or_default()),
+        None => Ok(String::new()),
+    }
+}
+
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// `str(obj)` as text, computed without a Python call for the common exact types.
+pub fn str_of<'py>(obj: &Bound<'py, PyAny>) -> Result<Text<'py>, SerError> {
+    // SAFETY: the addresses of the static type objects and singletons.
+    unsafe {
+        let ty = type_ptr(obj);
+        if std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type) {
+            return Text::from_str_object(obj.cast_unchecked::<PyString>());
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyLong_Type) {
+            if let Some(v) = small_int(obj) {
+                let mut out = Vec::with_capacity(20);
+                format::write_i64(&mut out, v);
+                return Ok(Text::Utf8(out));
+            }
+        } else if std::ptr::eq(ty, &raw mut ffi::PyFloat_Type) {
+            let v = ffi::PyFloat_AsDouble(obj.as_ptr());
+            let mut out = Vec::with_capacity(24);
+            // str(float) spells the non-finite values the Python way, not the JSON way.
+            if v.is_nan() {
+                out.extend_from_slice(b"nan");
+            } else if v.is_infinite() {
+                out.extend_from_slice(if v > 0.0 { b"inf" } else { b"-inf" });
+            } else {
+                format::write_float(&mut out, v);
+            }
+            return Ok(Text::Utf8(out));
+        }
+        let ptr = obj.as_ptr();
+        if ptr == ffi::Py_True() {
+            return Ok(Text::Static("True"));
+        }
+        if ptr == ffi::Py_False() {
+            return Ok(Text::Static("False"));
+        }
+        if ptr == ffi::Py_None() {
+            return Ok(Text::Static("None"));
+        }
+    }
+    Text::from_str_object(&obj.str()?)
+}
+
+/// The value of an int (or subclass) when it fits in 64 bits; never calls Python code.
+#[inline]
+pub fn small_int(obj: &Bound<'_, PyAny>) -> Option<i64> {
+    let mut overflow = 0;
+    // SAFETY: obj is an int or an int subclass, read without calling __index__.
+    let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+    if overflow != 0 {
+        return None;
+    }
+    if v == -1 && unsafe { !ffi::PyErr_Occurred().is_null() } {
+        // SAFETY: clearing the error we just caused.
+        unsafe { ffi::PyErr_Clear() };
+        return None;
+    }
+    Some(v)
+}
+
+/// `int.__repr__(obj)` for ints beyond 64 bits (Python enforces its digit limit there).
+pub fn big_int_repr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    cache(obj.py())?.int_repr.bind(obj.py()).call1((obj,))
+}
+
+/// The entries of a dict, keys converted and ordered as `rules` say.
+fn object<'py>(
+    dict: &Bound<'py, PyDict>,
+    rules: Rules,
+    profile: &Profile<'py>,
+) -> Result<Node<'py>, SerError> {
+    // Take strong references first, running no Python code, so that a callback later in the
+    // walk cannot change the dict under the iteration.
+    let len = dict.len();
+    let mut raw: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::with_capacity(len);
+    let mut pos: ffi::Py_ssize_t = 0;
+    let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+    let py = dict.py();
+    // SAFETY: PyDict_Next yields borrowed references that we turn into owned ones at once.
+    unsafe {
+        while ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
+            raw.push((
+                Bound::from_borrowed_ptr(py, key),
+                Bound::from_borrowed_ptr(py, value),
+            ));
+        }
+    }
+    match rules {
+        Rules::Both | Rules::Artifact => {
+            let mut entries = Vec::with_capacity(raw.len());
+            for (k, v) in raw {
+                entries.push(Entry { key: str_of(&k)?, value: v });
+            }
+            sorted_entries(entries, rules, len == 0)
+        }
+        Rules::Json => json_object(dict, raw, profile, len == 0),
+    }
+}
+
+/// Sort by key text (code point order, which is UTF-8 byte order) and refuse two keys that
+/// became the same string: the legacy kept one of them silently.
+fn sorted_entries<'py>(
+    mut entries: Vec<Entry<'py>>,
+    rules: Rules,
+    empty_source: bool,
+) -> Result<Node<'py>, SerError> {
+    entries.sort_unstable_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
+    if let Some(pair) = entries.windows(2).find(|w| w[0].key.bytes() == w[1].key.bytes()) {
+        return Err(SerErrorKind::KeyCollision(String::from_utf8_lossy(pair[0].key.bytes()).into_owned()).into());
+    }
+    Ok(Node::Object {
+        entries,
+        rules,
+        empty_source,
+    })
+}
+
+/// A dict as `json.dumps` writes it: keys converted by json's rules, sorted by the original
+/// keys (as `sorted(d.items())` does) when asked.
+fn json_object<'py>(
+    dict: &Bound<'py, PyDict>,
+    mut raw: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    profile: &Profile<'py>,
+    empty_source: bool,
+) -> Result<Node<'py>, SerError> {
+    let py = dict.py();
+    if profile.sort_keys {
+        // SAFETY: type checks on live objects.
+        let all_str = raw
+            .iter()
+            .all(|(k, _)| unsafe { ffi::PyUnicode_CheckExact(k.as_ptr()) } != 0);
+        if all_str {
+            let mut keyed = Vec::with_capacity(raw.len());
+            for (k, v) in raw {
+                keyed.push(Entry {
+                    key: Text::from_str_object(k.cast::<PyString>()?)?,
+                    value: v,
+                });
+            }
+            keyed.sort_unstable_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
+            return Ok(Node::Object {
+                entries: keyed,
+                rules: Rules::Json,
+                empty_source,
+            });
+        }
+        // Mixed or non-str keys: Python's own comparison decides, errors included.
+        let items = PyList::empty(py);
+        for (k, v) in &raw {
+            items.append(PyTuple::new(py, [k, v])?)?;
+        }
+        items.sort()?;
+        raw = items
+            .iter()
+            .map(|t| Ok((t.get_item(0)?, t.get_item(1)?)))
+            .collect::<PyResult<_>>()?;
+    }
+    let mut entries = Vec::with_capacity(raw.len());
+    for (k, v) in raw {
+        if let Some(key) = json_key(&k, profile)? {
+            entries.push(Entry { key, value: v });
+        }
+    }
+    Ok(Node::Object {
+        entries,
+        rules: Rules::Json,
+        empty_source,
+    })
+}
+
+/// A key as `json.dumps` converts it; `None` when `skipkeys` drops it.
+fn json_key<'py>(key: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Result<Option<Text<'py>>, SerError> {
+    if let Ok(s) = key.cast::<PyString>() {
+        return Ok(Some(Text::from_str_object(s)?));
+    }
+    let ptr = key.as_ptr();
+    // SAFETY: type checks and singleton comparisons on a live object.
+    unsafe {
+        if ffi::PyFloat_Check(ptr) != 0 {
+            let v = ffi::PyFloat_AsDouble(ptr);
+            if !v.is_finite() && !profile.allow_nan {
+                return Err(SerErrorKind::OutOfRangeFloat.into());
+            }
+            let mut out = Vec::with_capacity(24);
+            format::write_float(&mut out, v);
+            return Ok(Some(Text::Utf8(out)));
+        }
+        if ptr == ffi::Py_True() {
+            return Ok(Some(Text::Static("true")));
+        }
+        if ptr == ffi::Py_False() {
+            return Ok(Some(Text::Static("false")));
+        }
+        if ptr == ffi::Py_None() {
+            return Ok(Some(Text::Static("null")));
+        }
+        if ffi::PyLong_Check(ptr) != 0 {
+            return Ok(Some(match small_int(key) {
+                Some(v) => {
+                    let mut out = Vec::with_capacity(20);
+                    format::write_i64(&mut out, v);
+                    Text::Utf8(out)
+                }
+                None => Text::from_str_object(big_int_repr(key)?.cast::<PyString>()?)?,
+            }));
+        }
+    }
+    if profile.skipkeys {
+        return Ok(None);
+    }
+    Err(SerErrorKind::InvalidKey(type_name(key)).into())
+}
+
+/// A set or frozenset under the artifact pass: `sorted([sanitize(v) for v in s])`, and where the
+/// sanitized elements do not compare, ordered by `str()` of each element instead of failing.
+fn sorted_set<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Result<Node<'py>, SerError> {
+    let py = obj.py();
+    let originals: Vec<Bound<'py, PyAny>> = obj.try_iter()?.collect::<PyResult<_>>()?;
+    let sanitized = PyList::empty(py);
+    for item in &originals {
+        sanitized.append(to_python(item, Rules::Artifact, profile)?)?;
+    }
+    match sanitized.sort() {
+        Ok(()) => Ok(Node::Items(sanitized.iter().collect(), Rules::Artifact)),
+        Err(err) if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => {
+            let mut keyed = Vec::with_capacity(originals.len());
+            for (original, value) in originals.iter().zip(sanitized.iter()) {
+                keyed.push((str_of(original)?, value));
+            }
+            keyed.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
+            Ok(Node::Items(keyed.into_iter().map(|(_, v)| v).collect(), Rules::Artifact))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The sanitized Python value of `obj`: what the legacy passes returned, with atomicjson's
+/// extensions. Values under `Rules::Json` are returned untouched, as the legacy did.
+pub fn to_python<'py>(
+    obj: &Bound<'py, PyAny>,
+    rules: Rules,
+    profile: &Profile<'py>,
+) -> Result<Bound<'py, PyAny>, SerError> {
+    to_python_at(obj, rules, profile, 0)
+}
+
+fn to_python_at<'py>(
+    obj: &Bound<'py, PyAny>,
+    rules: Rules,
+    profile: &Profile<'py>,
+    depth: usize,
+) -> Result<Bound<'py, PyAny>, SerError> {
+    let py = obj.py();
+    if rules == Rules::Json {
+        return Ok(obj.clone());
+    }
+    if depth > super::encode::MAX_DEPTH {
+        return Err(SerErrorKind::TooDeep.into());
+    }
+    let child = |o: &Bound<'py, PyAny>, r: Rules, i: Segment<'_>| {
+        to_python_at(o, r, profile, depth + 1).map_err(|e| i.attach(e))
+    };
+    Ok(match classify(obj, rules, profile)? {
+        Node::Null => py.None().into_bound(py),
+        Node::Bool(_) | Node::Int(_) | Node::Float(_) => obj.clone(),
+        Node::Str(text) => text.to_py(py)?,
+        Node::Seq(seq, r) => {
+            let out = PyList::empty(py);
+            for (i, item) in seq.try_iter()?.enumerate() {
+                out.append(child(&item?, r, Segment::Index(i))?)?;
+            }
+            out.into_any()
+        }
+        Node::Items(items, r) => {
+            let out = PyList::empty(py);
+            for (i, item) in items.iter().enumerate() {
+                out.append(child(item, r, Segment::Index(i))?)?;
+            }
+            out.into_any()
+        }
+        Node::Object { entries, rules: r, .. } => {
+            let out = PyDict::new(py);
+            for entry in &entries {
+                let value = child(&entry.value, r, Segment::Key(entry.key.bytes()))?;
+                out.set_item(entry.key.to_py(py)?, value)?;
+            }
+            out.into_any()
+        }
+        Node::Redirect(target, r) => to_python_at(&target, r, profile, depth + 1)?,
+    })
+}
+
+/// Where in the document a child sits, for error messages.
+#[derive(Clone, Copy)]
+pub enum Segment<'a> {
+    Index(usize),
+    Key(&'a [u8]),
+}
+
+impl Segment<'_> {
+    pub fn attach(self, err: SerError) -> SerError {
+        match self {
+            Segment::Index(i) => err.at_index(i),
+            Segment::Key(k) => err.at_key(k),
+        }
+    }
+}

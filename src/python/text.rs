@@ -1,0 +1,90 @@
+//! Text taken from Python str objects without copying where possible.
+
+use std::os::raw::c_char;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::errors::SerError;
+
+// Part of the stable ABI only since 3.10, but exported by every CPython 3.x; declared here
+// because pyo3-ffi hides it for an abi3-py39 build. It returns the UTF-8 buffer that the str
+// object caches, so reading a str costs no copy.
+extern "C" {
+    fn PyUnicode_AsUTF8AndSize(unicode: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
+}
+
+/// A piece of text to write: a dict key, a string value, the result of `str()`.
+pub enum Text<'py> {
+    /// The UTF-8 buffer cached inside a str object, valid while `owner` lives (strs are immutable).
+    Borrowed {
+        owner: Bound<'py, PyString>,
+        ptr: *const u8,
+        len: usize,
+    },
+    /// UTF-8 made here.
+    Utf8(Vec<u8>),
+    Static(&'static str),
+    /// A str holding lone surrogates, as WTF-8 ("surrogatepass"). `json.dumps` accepts it, a
+    /// UTF-8 file cannot hold it.
+    Wtf8(Vec<u8>),
+}
+
+impl<'py> Text<'py> {
+    pub fn from_str_object(s: &Bound<'py, PyString>) -> Result<Text<'py>, SerError> {
+        let mut size: ffi::Py_ssize_t = 0;
+        // SAFETY: s is a live str (or subclass) object.
+        let ptr = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
+        if !ptr.is_null() {
+            return Ok(Text::Borrowed {
+                owner: s.clone(),
+                ptr: ptr.cast(),
+                len: size as usize,
+            });
+        }
+        // Only lone surrogates make the UTF-8 conversion fail.
+        drop(PyErr::fetch(s.py()));
+        let encoded = s.call_method1(pyo3::intern!(s.py(), "encode"), ("utf-8", "surrogatepass"))?;
+        let bytes: Vec<u8> = encoded.extract()?;
+        Ok(Text::Wtf8(bytes))
+    }
+
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: the buffer belongs to `owner`, which this value keeps alive.
+            Text::Borrowed { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+            Text::Utf8(v) | Text::Wtf8(v) => v,
+            Text::Static(s) => s.as_bytes(),
+        }
+    }
+
+    pub fn has_lone_surrogates(&self) -> bool {
+        matches!(self, Text::Wtf8(_))
+    }
+
+    /// The text as a Python str, reusing the original object where there is one.
+    pub fn to_py(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Text::Borrowed { owner, .. } => Ok(owner.clone().into_any()),
+            Text::Wtf8(v) => wtf8_to_str(py, v),
+            // SAFETY: built from UTF-8 by this crate.
+            Text::Utf8(v) => Ok(PyString::new(py, unsafe { std::str::from_utf8_unchecked(v) }).into_any()),
+            Text::Static(s) => Ok(PyString::new(py, s).into_any()),
+        }
+    }
+}
+
+/// Decode WTF-8 (UTF-8 that may hold lone surrogates) into a Python str.
+pub fn wtf8_to_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: a valid buffer and a NUL-terminated error handler name.
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeUTF8(
+            bytes.as_ptr().cast(),
+            bytes.len() as ffi::Py_ssize_t,
+            c"surrogatepass".as_ptr(),
+        );
+        Bound::from_owned_ptr_or_err(py, ptr)
+    }
+}
