@@ -1,16 +1,770 @@
-// TEMPORARY placeholder until the real format module lands.
-pub fn write_float(out: &mut Vec<u8>, value: f64) {
-    if value.is_nan() { out.extend_from_slice(b"NaN"); return; }
-    if value.is_infinite() { out.extend_from_slice(if value > 0.0 { b"Infinity" } else { b"-Infinity" }); return; }
-    let mut b = ryu::Buffer::new();
-    out.extend_from_slice(b.format(value).as_bytes());
+//! Text primitives of the encoder: numbers and string literals written byte for byte as
+//! Python's `json.dumps` writes them. Pure Rust (no pyo3), dependencies `ryu` and `itoa` only.
+//!
+//! Strings arrive as WTF-8: UTF-8 that may also hold lone surrogates U+D800..U+DFFF encoded as
+//! 3-byte sequences (`ED A0 80` .. `ED BF BF`), which is what Python's `surrogatepass` yields.
+//! The scanners look at 8 bytes at a time (SWAR) and copy each run of bytes that needs no
+//! escaping with one `extend_from_slice`.
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `v` that is zero. Borrows only run upwards from a zero byte,
+/// so the lowest flagged byte is always a true zero (which is all the scanners rely on).
+#[inline(always)]
+fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(LO) & !v & HI
 }
-pub fn write_i64(out: &mut Vec<u8>, value: i64) { out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes()); }
-pub fn write_u64(out: &mut Vec<u8>, value: u64) { out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes()); }
+
+/// High bit set in each byte of `w` that must be escaped: `"`, `\`, below 0x20 and, with
+/// `ASCII`, 0x7F and above. Only the lowest flagged byte is exact.
+#[inline(always)]
+fn special_mask<const ASCII: bool>(w: u64) -> u64 {
+    let quote = zero_bytes(w ^ (LO * b'"' as u64));
+    let backslash = zero_bytes(w ^ (LO * b'\\' as u64));
+    let control = w.wrapping_sub(LO * 0x20) & !w & HI;
+    let mut m = quote | backslash | control;
+    if ASCII {
+        m |= (w & HI) | zero_bytes(w ^ (LO * 0x7F));
+    }
+    m
+}
+
+#[inline(always)]
+fn load(text: &[u8], i: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&text[i..i + 8]);
+    u64::from_le_bytes(word)
+}
+
+#[inline(always)]
+fn lowest(mask: u64) -> usize {
+    (mask.trailing_zeros() / 8) as usize
+}
+
+/// Index of the first byte at or after `i` that must be escaped.
+#[inline(always)]
+fn find_special<const ASCII: bool>(text: &[u8], mut i: usize) -> Option<usize> {
+    let n = text.len();
+    while i + 16 <= n {
+        let a = special_mask::<ASCII>(load(text, i));
+        let b = special_mask::<ASCII>(load(text, i + 8));
+        if a | b != 0 {
+            return Some(if a != 0 {
+                i + lowest(a)
+            } else {
+                i + 8 + lowest(b)
+            });
+        }
+        i += 16;
+    }
+    if i + 8 <= n {
+        let a = special_mask::<ASCII>(load(text, i));
+        if a != 0 {
+            return Some(i + lowest(a));
+        }
+        i += 8;
+    }
+    if i < n {
+        // Pad the tail with spaces, which never need escaping.
+        let mut word = [b' '; 8];
+        word[..n - i].copy_from_slice(&text[i..]);
+        let a = special_mask::<ASCII>(u64::from_le_bytes(word));
+        if a != 0 {
+            return Some(i + lowest(a));
+        }
+    }
+    None
+}
+
+/// For each ASCII byte: 0 = written raw, `u` = written as `\u00XX`, else the letter after `\`.
+static ESCAPES: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0A] = b'n';
+    t[0x0C] = b'f';
+    t[0x0D] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[0x7F] = b'u';
+    t
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[inline(always)]
+fn u_escape(unit: u32) -> [u8; 6] {
+    [
+        b'\\',
+        b'u',
+        HEX[((unit >> 12) & 15) as usize],
+        HEX[((unit >> 8) & 15) as usize],
+        HEX[((unit >> 4) & 15) as usize],
+        HEX[(unit & 15) as usize],
+    ]
+}
+
+/// Decodes the WTF-8 sequence at `pos` (which starts with a byte >= 0x80): (code point, length).
+/// Malformed input never panics: a byte that does not start a complete sequence decodes as
+/// itself (U+0080..U+00FF), length 1.
+#[inline]
+fn decode(text: &[u8], pos: usize) -> (u32, usize) {
+    let b0 = text[pos] as u32;
+    let cont = |k: usize| match text.get(pos + k) {
+        Some(&c) if c & 0xC0 == 0x80 => Some((c & 0x3F) as u32),
+        _ => None,
+    };
+    match b0 {
+        0xC0..=0xDF => {
+            if let Some(c1) = cont(1) {
+                return (((b0 & 0x1F) << 6) | c1, 2);
+            }
+        }
+        0xE0..=0xEF => {
+            if let (Some(c1), Some(c2)) = (cont(1), cont(2)) {
+                return (((b0 & 0x0F) << 12) | (c1 << 6) | c2, 3);
+            }
+        }
+        0xF0..=0xF4 => {
+            if let (Some(c1), Some(c2), Some(c3)) = (cont(1), cont(2), cont(3)) {
+                return (((b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3, 4);
+            }
+        }
+        _ => {}
+    }
+    (b0, 1)
+}
+
+/// Writes the escape for the character at `pos` (a byte `find_special` flagged) and returns
+/// the index after that character.
+#[inline]
+fn write_escape<const ASCII: bool>(out: &mut Vec<u8>, text: &[u8], pos: usize) -> usize {
+    let b = text[pos];
+    if b < 0x80 {
+        match ESCAPES[b as usize] {
+            b'u' => out.extend_from_slice(&u_escape(b as u32)),
+            c => out.extend_from_slice(&[b'\\', c]),
+        }
+        return pos + 1;
+    }
+    // Only reached with ASCII (without it bytes >= 0x80 are never flagged).
+    let (cp, len) = decode(text, pos);
+    if cp >= 0x1_0000 {
+        let v = cp - 0x1_0000;
+        let hi = u_escape(0xD800 + (v >> 10));
+        let lo = u_escape(0xDC00 + (v & 0x3FF));
+        let mut pair = [0u8; 12];
+        pair[..6].copy_from_slice(&hi);
+        pair[6..].copy_from_slice(&lo);
+        out.extend_from_slice(&pair);
+    } else {
+        out.extend_from_slice(&u_escape(cp));
+    }
+    pos + len
+}
+
+fn escape_into<const ASCII: bool>(out: &mut Vec<u8>, text: &[u8]) {
+    let mut start = 0;
+    while let Some(pos) = find_special::<ASCII>(text, start) {
+        out.extend_from_slice(&text[start..pos]);
+        start = write_escape::<ASCII>(out, text, pos);
+        if ASCII {
+            // Runs of non-ASCII characters (CJK, Cyrillic) are escaped without rescanning.
+            while start < text.len() && text[start] >= 0x80 {
+                start = write_escape::<ASCII>(out, text, start);
+            }
+        }
+    }
+    out.extend_from_slice(&text[start..]);
+}
+
+/// Appends a JSON string literal (with the quotes) exactly as `json.dumps` writes it.
+///
+/// `text` is WTF-8 (UTF-8 plus lone surrogates as 3-byte sequences, see the module doc).
+/// With `ensure_ascii == false` only `"`, `\` and bytes below 0x20 are escaped (`\n \r \t \b
+/// \f`, others `\u00XX`); everything else, U+007F, U+2028/9 and surrogates included, is copied
+/// raw. With `ensure_ascii == true` every code point outside 0x20..=0x7E is also written as
+/// `\uXXXX` (lowercase hex), astral ones as a surrogate pair, lone surrogates as `\udXXX`.
+/// Malformed input does not panic: a stray byte >= 0x80 is then escaped as `\u00XX`.
 pub fn write_str(out: &mut Vec<u8>, text: &[u8], ensure_ascii: bool) {
-    let _ = ensure_ascii;
+    out.reserve(text.len() + 2);
     out.push(b'"');
-    for &c in text { match c { b'"' => out.extend_from_slice(b"\\\""), b'\\' => out.extend_from_slice(b"\\\\"), b'\n' => out.extend_from_slice(b"\\n"), c if c < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c).as_bytes()), c => out.push(c) } }
+    if ensure_ascii {
+        escape_into::<true>(out, text);
+    } else {
+        escape_into::<false>(out, text);
+    }
     out.push(b'"');
 }
-pub fn has_surrogates(text: &[u8]) -> bool { text.windows(2).any(|w| w[0] == 0xED && w[1] >= 0xA0) }
+
+/// True if `text` contains an encoded surrogate code point (`ED` followed by `A0..=BF`), in
+/// which case it is not valid UTF-8.
+pub fn has_surrogates(text: &[u8]) -> bool {
+    const ED: u64 = LO * 0xED;
+    let n = text.len();
+    let mut i = 0;
+    while i + 8 <= n {
+        let w = load(text, i);
+        // All-ASCII words are skipped with one test; others search for 0xED bytes.
+        if w & HI != 0 {
+            let mut m = zero_bytes(w ^ ED);
+            while m != 0 {
+                // Flags above the lowest may be false (an 0xEC right after an 0xED): recheck.
+                let p = i + lowest(m);
+                if text[p] == 0xED && text.get(p + 1).is_some_and(|&c| c >= 0xA0) {
+                    return true;
+                }
+                m &= m - 1;
+            }
+        }
+        i += 8;
+    }
+    while i < n {
+        if text[i] == 0xED && text.get(i + 1).is_some_and(|&c| c >= 0xA0) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Appends a decimal `i64`.
+#[inline]
+pub fn write_i64(out: &mut Vec<u8>, value: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Appends a decimal `u64`.
+#[inline]
+pub fn write_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Appends the exact text of Python's `float.__repr__` (as `json.dumps` writes floats): the
+/// shortest round-trip digits; fixed notation when the decimal exponent is in [-4, 16)
+/// (always with a fraction, "100.0"), else "d.ddde+XX" / "d.ddde-XX" with at least two
+/// exponent digits ("1e+16", "1e-05", "5e-324"); "-0.0"; "NaN", "Infinity", "-Infinity".
+///
+/// The digits come from `ryu`, whose layout already equals Python's for decimal exponents
+/// -4..=15 ("0.0001", "123.45", "100.0", "-0.0"); only its exponent form ("1e16", "1.5e-7")
+/// and its fixed form for exponent -5 ("0.00001") are rewritten here.
+pub fn write_float(out: &mut Vec<u8>, value: f64) {
+    if !value.is_finite() {
+        out.extend_from_slice(if value.is_nan() {
+            b"NaN"
+        } else if value > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        });
+        return;
+    }
+    let mut buffer = ryu::Buffer::new();
+    let s = buffer.format_finite(value).as_bytes();
+    let sign = (s[0] == b'-') as usize;
+    let body = &s[sign..];
+    // ryu's exponent has at most 3 digits and a '-': the 'e' is within the last 5 bytes.
+    let tail = body.len().saturating_sub(5);
+    if let Some(e) = body[tail..].iter().position(|&c| c == b'e') {
+        // "d[.ddd]e[-]X" -> "d[.ddd]e+0X" / "e-0X".
+        let e = sign + tail + e;
+        let (mantissa, exponent) = (&s[..e], &s[e + 1..]);
+        let (exp_sign, exp_digits) = match exponent.split_first() {
+            Some((b'-', rest)) => (b'-', rest),
+            _ => (b'+', exponent),
+        };
+        let mut buf = [0u8; 32];
+        let mut len = mantissa.len();
+        buf[..len].copy_from_slice(mantissa);
+        buf[len] = b'e';
+        buf[len + 1] = exp_sign;
+        len += 2;
+        if exp_digits.len() < 2 {
+            buf[len] = b'0';
+            len += 1;
+        }
+        buf[len..len + exp_digits.len()].copy_from_slice(exp_digits);
+        len += exp_digits.len();
+        out.extend_from_slice(&buf[..len]);
+    } else if body.starts_with(b"0.0000") {
+        // Decimal exponent -5, which ryu writes as "0.0000ddd": Python wants "d.dde-05".
+        let digits = &body[6..];
+        let mut buf = [0u8; 32];
+        buf[0] = b'-';
+        let mut len = sign;
+        buf[len] = digits[0];
+        len += 1;
+        if digits.len() > 1 {
+            buf[len] = b'.';
+            len += 1;
+            buf[len..len + digits.len() - 1].copy_from_slice(&digits[1..]);
+            len += digits.len() - 1;
+        }
+        buf[len..len + 4].copy_from_slice(b"e-05");
+        len += 4;
+        out.extend_from_slice(&buf[..len]);
+    } else {
+        out.extend_from_slice(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float(value: f64) -> String {
+        let mut out = Vec::new();
+        write_float(&mut out, value);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn string(text: &[u8], ensure_ascii: bool) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, text, ensure_ascii);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// WTF-8 of a code point, surrogates included.
+    fn wtf8(cp: u32) -> Vec<u8> {
+        match cp {
+            0..=0x7F => vec![cp as u8],
+            0x80..=0x7FF => vec![0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8],
+            0x800..=0xFFFF => vec![
+                0xE0 | (cp >> 12) as u8,
+                0x80 | ((cp >> 6) & 0x3F) as u8,
+                0x80 | (cp & 0x3F) as u8,
+            ],
+            _ => vec![
+                0xF0 | (cp >> 18) as u8,
+                0x80 | ((cp >> 12) & 0x3F) as u8,
+                0x80 | ((cp >> 6) & 0x3F) as u8,
+                0x80 | (cp & 0x3F) as u8,
+            ],
+        }
+    }
+
+    #[test]
+    fn float_table() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (-1.0, "-1.0"),
+            (100.0, "100.0"),
+            (1e16, "1e+16"),
+            (-1e16, "-1e+16"),
+            (1e15, "1000000000000000.0"),
+            (9999999999999998.0, "9999999999999998.0"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (0.00012345, "0.00012345"),
+            (1.2345e-5, "1.2345e-05"),
+            (-1.5e-5, "-1.5e-05"),
+            (9.5e-5, "9.5e-05"),
+            (-0.0001, "-0.0001"),
+            (-1e-7, "-1e-07"),
+            (-5e-324, "-5e-324"),
+            (1e-100, "1e-100"),
+            (1e22, "1e+22"),
+            (1e23, "1e+23"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (-1.7976931348623157e308, "-1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (2.2250738585072014e-308, "2.2250738585072014e-308"),
+            (2f64.powi(-25), "2.9802322387695312e-08"),
+            (0.1, "0.1"),
+            (0.5, "0.5"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (2.0 / 3.0, "0.6666666666666666"),
+            (123456789.0, "123456789.0"),
+            (123.456, "123.456"),
+            (1.5e300, "1.5e+300"),
+            (1.5e-300, "1.5e-300"),
+            (1e100, "1e+100"),
+            (1.25e-7, "1.25e-07"),
+            (12345678901234567890.0, "1.2345678901234567e+19"),
+            (1234567890123456.7, "1234567890123456.8"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (4.35, "4.35"),
+            (f64::NAN, "NaN"),
+            (-f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for &(value, expected) in cases {
+            assert_eq!(float(value), expected, "{value:?}");
+        }
+    }
+
+    /// Maps Python's layout to one Rust parses ("1e+16" parses as is; nothing to map) and checks
+    /// the layout rules.
+    fn check_float(value: f64) {
+        let text = float(value);
+        let parsed: f64 = text.parse().unwrap();
+        assert_eq!(parsed.to_bits(), value.to_bits(), "{value:e} -> {text}");
+        let unsigned = text.strip_prefix('-').unwrap_or(&text);
+        assert_eq!(text.starts_with('-'), value.is_sign_negative(), "{text}");
+        match unsigned.split_once('e') {
+            Some((mantissa, exponent)) => {
+                let (sign, digits) = exponent.split_at(1);
+                assert!(sign == "+" || sign == "-", "{text}");
+                assert!(digits.len() >= 2 && digits.bytes().all(|c| c.is_ascii_digit()));
+                assert!(digits.len() == 2 || !digits.starts_with('0'), "{text}");
+                let e: i32 = exponent.parse().unwrap();
+                assert!(!(-4..16).contains(&e), "{text}");
+                let mut chars = mantissa.bytes();
+                assert!(matches!(chars.next(), Some(b'1'..=b'9')), "{text}");
+                if let Some(frac) = mantissa.get(1..).filter(|f| !f.is_empty()) {
+                    let frac = frac.strip_prefix('.').expect("point after first digit");
+                    assert!(!frac.is_empty() && !frac.ends_with('0'), "{text}");
+                }
+                assert!(mantissa.len() <= 18, "{text}");
+            }
+            None => {
+                let (int_part, frac) = unsigned
+                    .split_once('.')
+                    .unwrap_or_else(|| panic!("no point: {text}"));
+                assert!(!frac.is_empty(), "{text}");
+                assert!(frac == "0" || !frac.ends_with('0'), "{text}");
+                assert!(int_part == "0" || !int_part.starts_with('0'), "{text}");
+                let magnitude = value.abs();
+                if magnitude != 0.0 {
+                    // Decimal exponent from the text: position of the first nonzero digit.
+                    let e = if int_part != "0" {
+                        int_part.len() as i32 - 1
+                    } else {
+                        -(frac.bytes().take_while(|&c| c == b'0').count() as i32) - 1
+                    };
+                    assert!((-4..16).contains(&e), "{text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn float_round_trip_pseudo_random() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let bits = next();
+            let value = f64::from_bits(bits);
+            if value.is_finite() {
+                check_float(value);
+            }
+            // Scaled integers and values near the fixed/exponent boundaries.
+            let int = (next() % 100_000_000) as f64;
+            let scale = 10f64.powi((next() % 40) as i32 - 20);
+            check_float(int * scale);
+            check_float(-int / scale);
+        }
+        for k in -1074..=1023 {
+            check_float(2f64.powi(k));
+            check_float(-(2f64.powi(k)));
+        }
+        for k in -325..=308 {
+            check_float(format!("1e{k}").parse().unwrap());
+            let near: f64 = format!("9.999999999999999e{k}").parse().unwrap();
+            if near.is_finite() {
+                check_float(near);
+            }
+        }
+        check_float(f64::MAX);
+        check_float(f64::MIN_POSITIVE);
+    }
+
+    #[test]
+    fn int_table() {
+        let mut out = Vec::new();
+        write_i64(&mut out, i64::MIN);
+        out.push(b' ');
+        write_i64(&mut out, i64::MAX);
+        out.push(b' ');
+        write_i64(&mut out, 0);
+        out.push(b' ');
+        write_i64(&mut out, -7);
+        out.push(b' ');
+        write_u64(&mut out, u64::MAX);
+        out.push(b' ');
+        write_u64(&mut out, 0);
+        assert_eq!(
+            out,
+            b"-9223372036854775808 9223372036854775807 0 -7 18446744073709551615 0"
+        );
+    }
+
+    #[test]
+    fn control_characters() {
+        for c in 0u8..0x20 {
+            let expected = match c {
+                0x08 => "\"\\b\"".to_string(),
+                0x09 => "\"\\t\"".to_string(),
+                0x0A => "\"\\n\"".to_string(),
+                0x0C => "\"\\f\"".to_string(),
+                0x0D => "\"\\r\"".to_string(),
+                _ => format!("\"\\u{c:04x}\""),
+            };
+            assert_eq!(string(&[c], false), expected);
+            assert_eq!(string(&[c], true), expected);
+        }
+    }
+
+    #[test]
+    fn string_table() {
+        let cases: &[(&[u8], &str, &str)] = &[
+            (b"", "\"\"", "\"\""),
+            (b"plain", "\"plain\"", "\"plain\""),
+            (b"a\"b\\c", r#""a\"b\\c""#, r#""a\"b\\c""#),
+            (b"/", "\"/\"", "\"/\""),
+            (b"\x7f", "\"\x7f\"", r#""\u007f""#),
+            (b"\x1f\x20~", "\"\\u001f ~\"", "\"\\u001f ~\""),
+            ("é".as_bytes(), "\"é\"", r#""\u00e9""#),
+            (
+                "\u{2028}\u{2029}".as_bytes(),
+                "\"\u{2028}\u{2029}\"",
+                r#""\u2028\u2029""#,
+            ),
+            (
+                "€ ☃ 中".as_bytes(),
+                "\"€ ☃ 中\"",
+                r#""\u20ac \u2603 \u4e2d""#,
+            ),
+            ("😀".as_bytes(), "\"😀\"", r#""\ud83d\ude00""#),
+            (
+                "\u{10FFFF}".as_bytes(),
+                "\"\u{10FFFF}\"",
+                r#""\udbff\udfff""#,
+            ),
+            (
+                "\u{10000}x".as_bytes(),
+                "\"\u{10000}x\"",
+                r#""\ud800\udc00x""#,
+            ),
+            ("\u{FFFF}".as_bytes(), "\"\u{FFFF}\"", r#""\uffff""#),
+            ("\u{D7FF}".as_bytes(), "\"\u{D7FF}\"", r#""\ud7ff""#),
+        ];
+        for &(text, plain, ascii) in cases {
+            assert_eq!(string(text, false), plain, "{text:?}");
+            assert_eq!(string(text, true), ascii, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn special_byte_at_every_position() {
+        // Crosses the 16-byte, 8-byte and padded-tail paths of the scanner.
+        for len in 1..40 {
+            for pos in 0..len {
+                for (byte, escaped) in [
+                    (b'"', r#"\""#),
+                    (b'\\', r"\\"),
+                    (0x01, "\\u0001"),
+                    (b'\n', "\\n"),
+                    (0x7F, "\\u007f"),
+                ] {
+                    let mut text = vec![b'a'; len];
+                    text[pos] = byte;
+                    let expected = format!(
+                        "\"{}{escaped}{}\"",
+                        "a".repeat(pos),
+                        "a".repeat(len - pos - 1)
+                    );
+                    let mut out = b"[1,".to_vec();
+                    write_str(&mut out, &text, true);
+                    assert_eq!(&out[..3], b"[1,");
+                    assert_eq!(std::str::from_utf8(&out[3..]).unwrap(), expected);
+                    if byte != 0x7F {
+                        assert_eq!(string(&text, false), expected);
+                    } else {
+                        assert_eq!(string(&text, false).as_bytes()[pos + 1], 0x7F);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lone_surrogates() {
+        // High, low, and a high+low pair encoded separately (as surrogatepass does for two
+        // separate code points): copied raw, or escaped one by one.
+        let high = wtf8(0xD83D);
+        let low = wtf8(0xDE00);
+        assert_eq!(high, [0xED, 0xA0, 0xBD]);
+        for (text, ascii) in [
+            (high.clone(), r#""\ud83d""#),
+            (low.clone(), r#""\ude00""#),
+            ([&high[..], &low[..]].concat(), r#""\ud83d\ude00""#),
+            ([b"ab", &low[..], b"cd"].concat(), r#""ab\ude00cd""#),
+            (wtf8(0xD800), r#""\ud800""#),
+            (wtf8(0xDFFF), r#""\udfff""#),
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, &text, false);
+            assert_eq!(out, [b"\"", &text[..], b"\""].concat());
+            assert_eq!(string(&text, true), ascii);
+            assert!(has_surrogates(&text));
+        }
+    }
+
+    #[test]
+    fn has_surrogates_cases() {
+        assert!(!has_surrogates(b""));
+        assert!(!has_surrogates(b"plain ascii text, long enough for words"));
+        assert!(!has_surrogates(
+            "\u{D7FF}\u{E000}\u{FFFF}😀 한국어".as_bytes()
+        ));
+        // A surrogate at every offset of a long ASCII string, and a truncated ED at the end.
+        for k in 0..40 {
+            let mut text = vec![b'x'; 40];
+            text.splice(k..k, wtf8(0xDC00 + k as u32));
+            assert!(has_surrogates(&text), "{k}");
+            let mut hangul = vec![b'x'; 40];
+            hangul.splice(k..k, wtf8(0xD55C)); // ED 95 9C
+            assert!(!has_surrogates(&hangul), "{k}");
+            // Malformed: ED EC before a real surrogate in the same word.
+            let mut tricky = vec![b'x'; 40];
+            tricky.splice(k..k, [0xED, 0xEC, 0xED, 0xA0, 0x80]);
+            assert!(has_surrogates(&tricky), "{k}");
+            let mut cut = vec![b'x'; k];
+            cut.push(0xED);
+            assert!(!has_surrogates(&cut), "{k}");
+        }
+    }
+
+    /// Code point by code point reference of json.dumps.
+    fn reference(cps: &[u32], ensure_ascii: bool) -> String {
+        let mut s = String::from("\"");
+        for &cp in cps {
+            match cp {
+                0x22 => s.push_str("\\\""),
+                0x5C => s.push_str("\\\\"),
+                0x08 => s.push_str("\\b"),
+                0x09 => s.push_str("\\t"),
+                0x0A => s.push_str("\\n"),
+                0x0C => s.push_str("\\f"),
+                0x0D => s.push_str("\\r"),
+                0..=0x1F => s.push_str(&format!("\\u{cp:04x}")),
+                0x20..=0x7E => s.push(cp as u8 as char),
+                _ if !ensure_ascii => {
+                    let bytes = wtf8(cp);
+                    // Surrogates are not chars; mark them for comparison on bytes instead.
+                    s.push_str(&String::from_utf8(bytes).unwrap_or_else(|e| {
+                        e.into_bytes()
+                            .iter()
+                            .map(|b| format!("<{b:02x}>"))
+                            .collect()
+                    }));
+                }
+                0x1_0000.. => {
+                    let v = cp - 0x1_0000;
+                    s.push_str(&format!(
+                        "\\u{:04x}\\u{:04x}",
+                        0xD800 + (v >> 10),
+                        0xDC00 + (v & 0x3FF)
+                    ));
+                }
+                _ => s.push_str(&format!("\\u{cp:04x}")),
+            }
+        }
+        s.push('"');
+        s
+    }
+
+    #[test]
+    fn strings_pseudo_random() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 48) as usize;
+            let mut cps = Vec::with_capacity(len);
+            for _ in 0..len {
+                let r = next();
+                let cp = match r % 16 {
+                    0 => (r >> 8) as u32 % 0x20,
+                    1 => [0x22, 0x5C, 0x7F, 0x7E, 0x20][(r >> 8) as usize % 5],
+                    2 => 0x80 + (r >> 8) as u32 % 0x780,
+                    3 => 0x800 + (r >> 8) as u32 % 0xF800, // surrogates included
+                    4 => 0xD800 + (r >> 8) as u32 % 0x800,
+                    5 => 0x1_0000 + (r >> 8) as u32 % 0x10_0000,
+                    _ => 0x20 + (r >> 8) as u32 % 0x5F,
+                };
+                cps.push(cp);
+            }
+            let text: Vec<u8> = cps.iter().flat_map(|&cp| wtf8(cp)).collect();
+            for ensure_ascii in [false, true] {
+                let mut out = Vec::new();
+                write_str(&mut out, &text, ensure_ascii);
+                let got = String::from_utf8(out.clone()).unwrap_or_else(|e| {
+                    // Mark non-UTF-8 (surrogate) sequences the way `reference` does.
+                    let bytes = e.into_bytes();
+                    let mut s = String::new();
+                    let mut i = 0;
+                    while i < bytes.len() {
+                        if bytes[i] == 0xED && bytes[i + 1] >= 0xA0 {
+                            for b in &bytes[i..i + 3] {
+                                s.push_str(&format!("<{b:02x}>"));
+                            }
+                            i += 3;
+                        } else {
+                            let w = match bytes[i] {
+                                0..=0x7F => 1,
+                                0xC0..=0xDF => 2,
+                                0xE0..=0xEF => 3,
+                                _ => 4,
+                            };
+                            s.push_str(std::str::from_utf8(&bytes[i..i + w]).unwrap());
+                            i += w;
+                        }
+                    }
+                    s
+                });
+                assert_eq!(got, reference(&cps, ensure_ascii), "{cps:x?}");
+                if ensure_ascii {
+                    assert!(out.iter().all(|&b| (0x20..0x7F).contains(&b)));
+                    // And it is JSON that parses back to the same code points (when valid).
+                    if !cps.iter().any(|cp| (0xD800..0xE000).contains(cp)) {
+                        let back: String = serde_json::from_slice(&out).unwrap();
+                        assert_eq!(back.as_bytes(), &text[..]);
+                    }
+                }
+            }
+            assert_eq!(
+                has_surrogates(&text),
+                cps.iter().any(|cp| (0xD800..0xE000).contains(cp)),
+                "{cps:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_input_does_not_panic() {
+        for text in [
+            &[0xFFu8][..],
+            &[0xE2, 0x82],
+            &[0xF0, 0x9F, 0x98],
+            &[0x80, b'a'],
+            &[0xC3],
+            &[0xED],
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, text, true);
+            assert!(out.iter().all(|&b| (0x20..0x7F).contains(&b)));
+            write_str(&mut out, text, false);
+            has_surrogates(text);
+        }
+    }
+}

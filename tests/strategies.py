@@ -371,10 +371,9 @@ def _dicts(values, max_size=5, in_dataclass=False):
         [st.lists(st.tuples(k, values), max_size=max_size).map(_unique_by_str) for k in families]
     )
     single = st.builds(lambda k, v: {k: v}, _single_keys(in_dataclass), values)
-    # plain str keys most of the time
-    return st.one_of(
-        st.dictionaries(unicode_text(), values, max_size=max_size), multi, single
-    )
+    str_keyed = st.dictionaries(unicode_text(), values, max_size=max_size)
+    # plain str keys most of the time (one_of picks its branches uniformly)
+    return st.one_of(str_keyed, str_keyed, str_keyed, multi, single)
 
 
 # ---------------------------------------------------------------------------------------------

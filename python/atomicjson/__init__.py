@@ -16,7 +16,7 @@ Guarantees of every write:
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 from . import _core
 from ._errors import (
@@ -53,6 +53,8 @@ __all__ = [
     "cleanup_temp_files",
     "read_json",
     "loads",
+    "dumps",
+    "write_dumps",
     "AtomicJsonError",
     "LockTimeoutError",
     "LockUnsupportedError",
@@ -142,6 +144,49 @@ def cleanup_temp_files(directory: PathArg, *, older_than: float = 3600.0) -> lis
     older than ``older_than`` seconds (left behind by writers killed mid-write). Returns the
     removed paths."""
     return [os.fspath(p) for p in _core.cleanup_temp_files(directory, older_than)]
+
+
+_JSON_DEFAULTS = _core.Encoding()
+
+
+def _dumps_encoding(skipkeys: bool, ensure_ascii: bool, check_circular: bool, allow_nan: bool,
+                    indent: Union[None, int, str], separators: Optional[Tuple[str, str]],
+                    default: Optional[Callable[[Any], Any]], sort_keys: bool) -> Any:
+    if (not skipkeys and ensure_ascii and check_circular and allow_nan and indent is None
+            and separators is None and default is None and not sort_keys):
+        return _JSON_DEFAULTS
+    return _core.Encoding(skipkeys=skipkeys, ensure_ascii=ensure_ascii,
+                          check_circular=check_circular, allow_nan=allow_nan, indent=indent,
+                          separators=separators, default=default, sort_keys=sort_keys)
+
+
+def dumps(obj: Any, *, skipkeys: bool = False, ensure_ascii: bool = True,
+          check_circular: bool = True, allow_nan: bool = True,
+          indent: Union[None, int, str] = None, separators: Optional[Tuple[str, str]] = None,
+          default: Optional[Callable[[Any], Any]] = None, sort_keys: bool = False) -> str:
+    """Exactly what ``json.dumps`` returns for the same arguments, computed in Rust.
+
+    Raises where ``json.dumps`` raises, with an exception of the same built-in class that is
+    also an :class:`AtomicJsonError` (``TypeError`` for unsupported values and keys or keys
+    that do not sort, ``ValueError`` for circular data and NaN with ``allow_nan=False``,
+    ``RecursionError`` for nesting deeper than :data:`MAX_DEPTH`). Exceptions raised by
+    ``default`` pass through unchanged, as in ``json.dumps``.
+    """
+    return _dumps_encoding(skipkeys, ensure_ascii, check_circular, allow_nan, indent,
+                           separators, default, sort_keys).dumps(obj)
+
+
+def write_dumps(path: PathArg, obj: Any, *, lock_timeout: Optional[float] = 30.0,
+                durable: bool = True, skipkeys: bool = False, ensure_ascii: bool = True,
+                check_circular: bool = True, allow_nan: bool = True,
+                indent: Union[None, int, str] = None,
+                separators: Optional[Tuple[str, str]] = None,
+                default: Optional[Callable[[Any], Any]] = None, sort_keys: bool = False) -> None:
+    """Write what :func:`dumps` returns for these keywords to ``path`` (UTF-8), with the lock
+    and atomic replacement of :func:`write_json`, without building a Python string."""
+    _dumps_encoding(skipkeys, ensure_ascii, check_circular, allow_nan, indent, separators,
+                    default, sort_keys).write(path, obj, lock_timeout=lock_timeout,
+                                              durable=durable)
 
 
 def read_json(path: PathArg) -> Any:

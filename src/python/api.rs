@@ -277,9 +277,17 @@ pub fn canonical_bytes<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResu
     Ok(PyBytes::new(py, &bytes))
 }
 
-/// The sanitized value of `data` (both legacy passes): what `write_json` serializes.
+/// The sanitized value of `data`: both legacy passes (what `write_json` serializes), or with
+/// `rules="telemetry"` / `"artifact"` one of them alone.
 #[pyfunction]
-pub fn sanitize<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+#[pyo3(signature = (data, *, rules="both"))]
+pub fn sanitize<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, rules: &str) -> PyResult<Bound<'py, PyAny>> {
+    let rules = match rules {
+        "both" => Rules::Both,
+        "telemetry" => Rules::Telemetry,
+        "artifact" => Rules::Artifact,
+        other => return Err(PyValueError::new_err(format!("unknown rules {other:?}"))),
+    };
     let profile = Profile {
         sort_keys: true,
         skipkeys: false,
@@ -287,7 +295,7 @@ pub fn sanitize<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Boun
         extended: true,
         default: None,
     };
-    to_python(data, Rules::Both, &profile).map_err(|e| e.into_pyerr(py, None, false))
+    to_python(data, rules, &profile).map_err(|e| e.into_pyerr(py, None, false))
 }
 
 /// Write `data` canonically to `path`, atomically, under the exclusive `.lock` sidecar.

@@ -18,6 +18,8 @@ use crate::read::DecodeError;
 pub enum SerErrorKind {
     UnsupportedType(String),
     InvalidKey(String),
+    /// `sort_keys` met keys that do not compare (Python's message).
+    IncomparableKeys(String),
     KeyCollision(String),
     Circular,
     TooDeep,
@@ -120,6 +122,7 @@ impl SerError {
                 format!("keys must be str, int, float, bool or None, not {t}"),
                 None,
             ),
+            SerErrorKind::IncomparableKeys(m) => ("unsupported_type", m, None),
             SerErrorKind::KeyCollision(k) => (
                 "key_collision",
                 format!("two keys of one dict become the same string {k:?}"),

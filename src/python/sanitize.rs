@@ -26,6 +26,8 @@ pub enum Rules {
     Artifact,
     /// No pass: `json.dumps` sees the value as it is.
     Json,
+    /// Only the telemetry pass, for `compat.sanitize_for_json` (never encoded).
+    Telemetry,
 }
 
 /// Everything about the encoding that changes what a value becomes.
@@ -153,7 +155,64 @@ pub fn classify<'py>(
         Rules::Both => telemetry_rules(obj, profile),
         Rules::Artifact => artifact_rules(obj, profile),
         Rules::Json => json_rules(obj, profile, profile.extended),
+        Rules::Telemetry => telemetry_only_rules(obj, profile),
     }
+}
+
+/// The first legacy pass on its own: pandas Timestamps (only) to isoformat, Enums to their
+/// values, containers rebuilt, everything else left as it is (`Rules::Json` keeps it).
+fn telemetry_only_rules<'py>(
+    obj: &Bound<'py, PyAny>,
+    profile: &Profile<'py>,
+) -> Result<Node<'py>, SerError> {
+    let py = obj.py();
+    if is_pandas_timestamp(obj)? {
+        let iso = obj.call_method0(intern!(py, "isoformat"))?;
+        return Ok(Node::Str(Text::from_str_object(iso.cast::<PyString>()?)?));
+    }
+    if is_subtype(obj, &cache(py)?.enum_type) {
+        return Ok(Node::Redirect(obj.getattr(intern!(py, "value"))?, Rules::Json));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        return object(dict, Rules::Telemetry, profile);
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return Ok(Node::Seq(obj.clone(), Rules::Telemetry));
+    }
+    // SAFETY: obj is live.
+    if unsafe { ffi::PySet_Check(obj.as_ptr()) } != 0 {
+        return Ok(Node::Items(sorted_by_str(obj)?, Rules::Telemetry));
+    }
+    Ok(Node::Redirect(obj.clone(), Rules::Json))
+}
+
+fn is_pandas_timestamp(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static TIMESTAMP: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let py = obj.py();
+    if let Some(ty) = TIMESTAMP.get(py) {
+        return obj.is_instance(ty.bind(py));
+    }
+    // Only look once pandas is imported: atomicjson never imports it.
+    let modules = py.import("sys")?.getattr("modules")?;
+    match modules.get_item("pandas") {
+        Ok(pandas) => {
+            let ty: Bound<'_, PyType> = pandas.getattr("Timestamp")?.cast_into()?;
+            let _ = TIMESTAMP.set(py, ty.clone().unbind());
+            obj.is_instance(&ty)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+/// `sorted(s, key=str)`: by the str() of the elements, stable.
+fn sorted_by_str<'py>(obj: &Bound<'py, PyAny>) -> Result<Vec<Bound<'py, PyAny>>, SerError> {
+    let mut keyed = Vec::new();
+    for item in obj.try_iter()? {
+        let item = item?;
+        keyed.push((str_of(&item)?, item));
+    }
+    keyed.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
+    Ok(keyed.into_iter().map(|(_, v)| v).collect())
 }
 
 /// The first legacy pass; what it leaves unchanged goes on to the artifact pass.
@@ -173,14 +232,7 @@ fn telemetry_rules<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Resu
     }
     // SAFETY: obj is live.
     if unsafe { ffi::PySet_Check(obj.as_ptr()) } != 0 {
-        // sorted(s, key=str): by the str() of the original elements, stable.
-        let mut keyed = Vec::new();
-        for item in obj.try_iter()? {
-            let item = item?;
-            keyed.push((str_of(&item)?, item));
-        }
-        keyed.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
-        return Ok(Node::Items(keyed.into_iter().map(|(_, v)| v).collect(), Rules::Both));
+        return Ok(Node::Items(sorted_by_str(obj)?, Rules::Both));
     }
     artifact_rules(obj, profile)
 }
@@ -393,7 +445,7 @@ fn object<'py>(
         }
     }
     match rules {
-        Rules::Both | Rules::Artifact => {
+        Rules::Both | Rules::Artifact | Rules::Telemetry => {
             let mut entries = Vec::with_capacity(raw.len());
             for (k, v) in raw {
                 entries.push(Entry { key: str_of(&k)?, value: v });
@@ -456,7 +508,12 @@ fn json_object<'py>(
         for (k, v) in &raw {
             items.append(PyTuple::new(py, [k, v])?)?;
         }
-        items.sort()?;
+        if let Err(err) = items.sort() {
+            if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+                return Err(SerErrorKind::IncomparableKeys(err.to_string()).into());
+            }
+            return Err(err.into());
+        }
         raw = items
             .iter()
             .map(|t| Ok((t.get_item(0)?, t.get_item(1)?)))
