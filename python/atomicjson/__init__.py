@@ -15,6 +15,7 @@ Guarantees of every write:
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Callable, Optional, Tuple, Union
 
@@ -55,6 +56,8 @@ __all__ = [
     "loads",
     "dumps",
     "write_dumps",
+    "update_json",
+    "locked_json",
     "AtomicJsonError",
     "LockTimeoutError",
     "LockUnsupportedError",
@@ -197,6 +200,75 @@ def read_json(path: PathArg) -> Any:
     it is missing. Parsing runs with the GIL released.
     """
     return _core.read_json(path)
+
+
+def _current_or_default(path: PathArg, default: Any) -> Any:
+    try:
+        return _core.read_json(path)
+    except FileNotFoundError:
+        # A fresh copy, so that a caller mutating it never changes its own default object.
+        return copy.deepcopy(default)
+
+
+def update_json(path: PathArg, fn: Callable[[Any], Any], *, default: Any = None,
+                lock_timeout: Optional[float] = 30.0, durable: bool = True) -> Any:
+    """Read-modify-write without lost updates: hold the lock of ``path`` across reading the
+    document, ``fn(current)`` and the atomic write of what ``fn`` returns (in canonical form).
+
+    ``fn`` gets ``default`` (a deep copy of it) when the file does not exist. If ``fn`` raises,
+    nothing is written, the lock is released and the exception propagates. Returns the value
+    ``fn`` returned::
+
+        atomicjson.update_json("snapshot_index.json",
+                               lambda index: {**index, run_id: entry}, default={})
+    """
+    with lock(path, timeout=lock_timeout):
+        new = fn(_current_or_default(path, default))
+        _core.write_json(path, new, lock_timeout=lock_timeout, durable=durable)
+        return new
+
+
+class locked_json:
+    """A context manager for read-modify-write: holds the lock of ``path``, yields the current
+    document (a deep copy of ``default`` when the file does not exist) and, when the block
+    ends normally, writes it back atomically; when the block raises, writes nothing.
+
+    Mutate the yielded document, or replace it by assigning ``.data``::
+
+        with atomicjson.locked_json("metrics.json", default={}) as doc:
+            doc["runs"] = doc.get("runs", 0) + 1
+
+        cm = atomicjson.locked_json("index.json", default=[])
+        with cm as entries:
+            cm.data = [e for e in entries if e["keep"]]
+    """
+
+    def __init__(self, path: PathArg, *, default: Any = None,
+                 lock_timeout: Optional[float] = 30.0, durable: bool = True) -> None:
+        self._path = path
+        self._default = default
+        self._lock = _core.FileLock(path, timeout=lock_timeout)
+        self._lock_timeout = lock_timeout
+        self._durable = durable
+        #: The document written back on exit; assign to replace it.
+        self.data: Any = None
+
+    def __enter__(self) -> Any:
+        self._lock.acquire()
+        try:
+            self.data = _current_or_default(self._path, self._default)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self.data
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                _core.write_json(self._path, self.data, lock_timeout=self._lock_timeout,
+                                 durable=self._durable)
+        finally:
+            self._lock.release()
 
 
 def loads(data: Union[str, bytes, bytearray]) -> Any:
