@@ -115,7 +115,12 @@ impl fmt::Display for Error {
                 holders
             ),
             Error::InvalidPath { path, reason } => {
-                write!(f, "invalid path {:?}: {}", path.display().to_string(), reason)
+                write!(
+                    f,
+                    "invalid path {:?}: {}",
+                    path.display().to_string(),
+                    reason
+                )
             }
         }
     }

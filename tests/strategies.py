@@ -186,7 +186,8 @@ def any_floats() -> st.SearchStrategy[float]:
             math.inf, -math.inf, math.nan, -math.nan,
         ]
     )
-    return st.one_of(st.floats(), edges, st.floats(-1e6, 1e6))
+    non_finite = st.sampled_from([math.inf, -math.inf, math.nan, -0.0])
+    return st.one_of(st.floats(), edges, non_finite, st.floats(-1e6, 1e6))
 
 
 def big_ints() -> st.SearchStrategy[int]:
@@ -643,8 +644,6 @@ def beyond_legacy_values() -> st.SearchStrategy:
 
 
 if __name__ == "__main__":  # quick look at a few documents
-    from hypothesis import find  # noqa: F401
-
     import legacy
 
     for _ in range(5):

@@ -17,7 +17,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import atomicjson
 from atomicjson._errors import AtomicJsonError, JSONDecodeError, LockTimeoutError
@@ -48,7 +48,7 @@ def _error(message: str) -> None:
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (exit status 2)."""
 
-    def error(self, message: str) -> "NoReturn":  # type: ignore[override]  # noqa: F821
+    def error(self, message: str) -> NoReturn:
         command = self.prog[len(PROG):].strip()
         where = f"{command}: " if command else ""
         hint = f"{self.prog} --help"
@@ -68,11 +68,9 @@ def _timeout(text: str) -> Optional[float]:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: expected seconds")
-    if not value >= 0 or value == float("inf"):
-        if value == float("inf"):
-            return None
+    if not value >= 0:  # negative or NaN
         raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: must be >= 0")
-    return value
+    return None if value == float("inf") else value
 
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -134,7 +132,23 @@ def _cmdline(pid: int) -> Optional[str]:
     except OSError:
         return None
     args = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-    return " ".join(args) if args else None
+    return _short_command(" ".join(args)) if args else None
+
+
+def _short_command(command: str, limit: int = 160) -> str:
+    """A command line on one line, shortened to `limit` characters."""
+    command = _one_line(command)
+    return command if len(command) <= limit else command[:limit - 3] + "..."
+
+
+def _describe_pid(pid: int) -> str:
+    """The command line of `pid`, or why there is none."""
+    cmd = _cmdline(pid)
+    if cmd:
+        return cmd
+    if not os.path.exists(f"/proc/{pid}"):
+        return "exited; the lock lives on in a descriptor it passed to another process"
+    return "command line unknown"
 
 
 def _process_age(pid: int) -> Optional[float]:
@@ -208,8 +222,7 @@ def _describe_lock_timeout(exc: LockTimeoutError) -> str:
         if missing:
             described = []
             for pid in missing:
-                cmd = _cmdline(pid)
-                described.append(f"pid {pid} ({cmd})" if cmd else f"pid {pid}")
+                described.append(f"pid {pid} ({_describe_pid(pid)})")
             message += "; held by " + ", ".join(described)
     return message
 
@@ -253,7 +266,9 @@ def cmd_write(args: argparse.Namespace) -> int:
 def _split_unescaped(text: str, sep: str, maxsplit: int = -1) -> List[str]:
     """Split `text` on `sep` except where escaped with a backslash; unescape ``\\.`` ``\\=``
     ``\\\\``."""
-    parts, cur, i = [], [], 0
+    parts: List[str] = []
+    cur: List[str] = []
+    i = 0
     while i < len(text):
         ch = text[i]
         if ch == "\\" and i + 1 < len(text) and text[i + 1] in ".=\\":
@@ -287,7 +302,7 @@ def _kind(value: Any) -> str:
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
-def _list_index(node: list, segment: str, path: str, *, allow_append: bool = False) -> int:
+def _list_index(node: List[Any], segment: str, path: str, *, allow_append: bool = False) -> int:
     try:
         index = int(segment)
     except ValueError:
@@ -486,12 +501,12 @@ def cmd_locks(args: argparse.Namespace) -> int:
         print(f"{lock_file}:")
         if holders:
             for pid, cmd in holders:
-                cmd = cmd or _cmdline(pid) or "?"
+                cmd = _short_command(cmd) if cmd else _describe_pid(pid)
                 print(f"  held by  pid {pid:<7} {_held_for(pid):<12} {cmd}")
         elif held:
             print("  held (this system does not report which process holds it)")
         for pid, cmd in waiters:
-            print(f"  waiting  pid {pid:<7} {_held_for(pid):<12} {cmd or '?'}")
+            print(f"  waiting  pid {pid:<7} {_held_for(pid):<12} {cmd or _describe_pid(pid)}")
     if shown == 0:
         print(f"no held locks under {args.dir} ({scanned} lock file(s) scanned)")
     else:
@@ -757,7 +772,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"atomicjson": a, "naive": n}, indent=2))
     else:
-        rows = [
+        rows: List[Tuple[str, Callable[[Dict[str, Any]], str]]] = [
             ("updates done", lambda r: f"{r['updates']}"),
             ("throughput", lambda r: f"{r['throughput']:.0f} updates/s ({r['seconds']:.1f} s)"),
             ("final count", lambda r: "file not valid JSON" if r["final_count"] is None
@@ -767,12 +782,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 if r["lost_updates"] and r["updates"] else "")),
             ("torn reads (writers)", lambda r: f"{r['torn_reads_by_writers']}"),
             ("reader saw invalid", lambda r: f"{r['reader_invalid']} of {r['reader_reads']} reads"),
-            ("verdict", _verdict),
         ]
         print()
         print(f"{'':22}{'atomicjson':<40}naive")
         for label, fmt in rows:
             print(f"{label:<22}{fmt(a):<40}{fmt(n)}")
+        print()
+        for r in reports:
+            print(f"{r['method'] + ':':<12}{_verdict(r)}")
         for r in reports:
             for err in r["errors"]:
                 print(f"{r['method']}: {err}")
@@ -838,9 +855,11 @@ def _add_lock_options(p: argparse.ArgumentParser) -> None:
 
 
 def _command(sub: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=summary, description=summary,
-                          epilog="example:\n  " + example.replace("\n", "\n  "),
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=summary,
+        epilog="example:\n  " + example.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -933,7 +952,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"]):
+        # Everything after `bench` belongs to benches/quick.py, options included.
+        args = argparse.Namespace(command="bench", func=cmd_bench, args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if getattr(args, "older_than_text", None) is not None:
         try:
             args.older_than = parse_duration(args.older_than_text)
@@ -952,16 +976,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except JSONDecodeError as e:
         _error(f"{e.filename or ''}: {_decode_detail(e)}" if e.filename else str(e))
         return 1
+    except BrokenPipeError:  # e.g. `atomicjson cat big.json | head`: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (AtomicJsonError, OSError) as e:
         _error(str(e) or type(e).__name__)
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130
-    except BrokenPipeError:  # pragma: no cover - e.g. `atomicjson cat big.json | head`
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

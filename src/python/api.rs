@@ -4,7 +4,8 @@
 //! the write, the fsyncs and the rename.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -54,7 +55,9 @@ fn timeout_from(seconds: Option<f64>) -> PyResult<Option<Duration>> {
         Some(s) if s.is_nan() || s < 0.0 => Err(PyValueError::new_err(format!(
             "lock timeout must be None or a number >= 0, not {s}"
         ))),
-        Some(s) => Ok(Some(Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))),
+        Some(s) => Ok(Some(
+            Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX),
+        )),
     }
 }
 
@@ -110,7 +113,13 @@ impl Encoding {
             extended: self.extended,
             default: self.default.as_ref().map(|d| d.bind(py).clone()),
         };
-        let mut encoder = Encoder::new(&self.style, &profile, self.strict_utf8, self.check_circular, 4096);
+        let mut encoder = Encoder::new(
+            &self.style,
+            &profile,
+            self.strict_utf8,
+            self.check_circular,
+            4096,
+        );
         encoder
             .encode(data, self.rules)
             .map_err(|e| e.into_pyerr(py, file, !self.extended))?;
@@ -125,14 +134,10 @@ impl Encoding {
         py: Python<'_>,
         path: PathBuf,
         data: &Bound<'_, PyAny>,
-        lock_timeout: Option<f64>,
-        durable: bool,
-        locked: bool,
-        owner: Option<u64>,
+        how: WriteOptions,
     ) -> PyResult<()> {
-        let timeout = timeout_from(lock_timeout)?;
         let (bytes, _) = self.encode_to_vec(py, data, Some(&path))?;
-        write_locked(py, &path, &bytes, timeout, durable, locked, owner)
+        write_locked(py, &path, &bytes, how)
     }
 }
 
@@ -196,7 +201,11 @@ impl Encoding {
     }
 
     /// The encoded document as UTF-8 bytes.
-    fn encode<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        obj: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let (bytes, has_surrogates) = self.encode_to_vec(py, obj, None)?;
         if has_surrogates {
             return Err(PyValueError::new_err(
@@ -225,8 +234,14 @@ impl Encoding {
         locked: bool,
         owner: Option<u64>,
     ) -> PyResult<()> {
+        let how = WriteOptions {
+            timeout: timeout_from(lock_timeout)?,
+            durable,
+            locked,
+            owner,
+        };
         if self.strict_utf8 {
-            return self.write_to(py, path, obj, lock_timeout, durable, locked, owner);
+            return self.write_to(py, path, obj, how);
         }
         // Files are UTF-8: a json.dumps-style encoding must refuse lone surrogates here too.
         let strict = Encoding {
@@ -241,29 +256,35 @@ impl Encoding {
             trailing_newline: self.trailing_newline,
             strict_utf8: true,
         };
-        strict.write_to(py, path, obj, lock_timeout, durable, locked, owner)
+        strict.write_to(py, path, obj, how)
     }
 }
 
-/// Take the lock (unless not `locked`) and replace the file, all with the GIL released.
-fn write_locked(
-    py: Python<'_>,
-    path: &Path,
-    bytes: &[u8],
+/// How a file is written: lock wait, fsyncs, and who owns the lock.
+struct WriteOptions {
     timeout: Option<Duration>,
     durable: bool,
+    /// Take the sidecar lock (`compat.write_atomic_json` writes without it, as the legacy did).
     locked: bool,
     owner: Option<u64>,
-) -> PyResult<()> {
-    let owner = owner_or_thread(owner);
+}
+
+/// Take the lock (unless not `locked`) and replace the file, all with the GIL released.
+fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) -> PyResult<()> {
+    let owner = owner_or_thread(how.owner);
     py.detach(|| -> Result<(), Failure> {
-        let _guard = if locked {
+        let _guard = if how.locked {
             let lock_path = lock::lock_path_for(path)?;
-            Some(lock::acquire(&lock_path, owner, timeout, &mut check_signals)?)
+            Some(lock::acquire(
+                &lock_path,
+                owner,
+                how.timeout,
+                &mut check_signals,
+            )?)
         } else {
             None
         };
-        atomic_write::write_atomic(path, bytes, durable)?;
+        atomic_write::write_atomic(path, bytes, how.durable)?;
         Ok(())
     })
     .map_err(|f| f.into_pyerr(py))
@@ -272,7 +293,10 @@ fn write_locked(
 /// The exact bytes `write_json` writes for `data`: both legacy sanitizing passes, then
 /// `json.dumps(sort_keys=True, indent=2, ensure_ascii=False)` and a newline, as UTF-8.
 #[pyfunction]
-pub fn canonical_bytes<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+pub fn canonical_bytes<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let (bytes, _) = Encoding::canonical().encode_to_vec(py, data, None)?;
     Ok(PyBytes::new(py, &bytes))
 }
@@ -281,7 +305,11 @@ pub fn canonical_bytes<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResu
 /// `rules="telemetry"` / `"artifact"` one of them alone.
 #[pyfunction]
 #[pyo3(signature = (data, *, rules="both"))]
-pub fn sanitize<'py>(py: Python<'py>, data: &Bound<'py, PyAny>, rules: &str) -> PyResult<Bound<'py, PyAny>> {
+pub fn sanitize<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    rules: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     let rules = match rules {
         "both" => Rules::Both,
         "telemetry" => Rules::Telemetry,
@@ -309,7 +337,13 @@ pub fn write_json(
     durable: bool,
     owner: Option<u64>,
 ) -> PyResult<()> {
-    Encoding::canonical().write_to(py, path, data, lock_timeout, durable, true, owner)
+    let how = WriteOptions {
+        timeout: timeout_from(lock_timeout)?,
+        durable,
+        locked: true,
+        owner,
+    };
+    Encoding::canonical().write_to(py, path, data, how)
 }
 
 /// Write `payload` to `path` with the same lock and atomic replacement as `write_json`.
@@ -323,21 +357,36 @@ pub fn write_bytes(
     durable: bool,
     owner: Option<u64>,
 ) -> PyResult<()> {
-    let timeout = timeout_from(lock_timeout)?;
-    write_locked(py, &path, &payload, timeout, durable, true, owner)
+    let how = WriteOptions {
+        timeout: timeout_from(lock_timeout)?,
+        durable,
+        locked: true,
+        owner,
+    };
+    write_locked(py, &path, &payload, how)
 }
 
 /// Parse JSON text (bytes or str) the way `json.loads` does, errors included.
 #[pyfunction]
 pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let bytes: PyBackedBytes = if let Ok(s) = data.cast::<PyString>() {
+    // A str is already decoded text (json.loads(str) refuses a BOM); bytes go through the
+    // encoding detection of json.loads(bytes).
+    let (bytes, decoded): (PyBackedBytes, bool) = if let Ok(s) = data.cast::<PyString>() {
         let encoded = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
-        encoded.extract()?
+        (encoded.extract()?, true)
     } else {
-        data.extract()
-            .map_err(|_| PyTypeError::new_err("loads() takes str, bytes or bytearray"))?
+        let bytes = data
+            .extract()
+            .map_err(|_| PyTypeError::new_err("loads() takes str, bytes or bytearray"))?;
+        (bytes, false)
     };
-    let parsed = py.detach(|| read::parse(&bytes));
+    let parsed = py.detach(|| {
+        if decoded {
+            read::parse_decoded(&bytes)
+        } else {
+            read::parse(&bytes)
+        }
+    });
     match parsed {
         Ok(json) => Builder::new(py).build(&json),
         Err(err) => Err(decode_error(py, &err, None)),
@@ -368,7 +417,10 @@ pub fn lock_path_for(py: Python<'_>, path: PathBuf) -> PyResult<PathBuf> {
 /// Who holds the lock file `lock_path` now: a list of `(pid, command line or None)`, or None
 /// where the system cannot tell (no /proc/locks).
 #[pyfunction]
-pub fn lock_holders<'py>(py: Python<'py>, lock_path: PathBuf) -> PyResult<(Option<Bound<'py, PyList>>, String)> {
+pub fn lock_holders<'py>(
+    py: Python<'py>,
+    lock_path: PathBuf,
+) -> PyResult<(Option<Bound<'py, PyList>>, String)> {
     let holders = py.detach(|| lock::lock_holders(&lock_path));
     let detail = holders.to_string();
     let list = match &holders {
@@ -387,7 +439,11 @@ pub fn lock_holders<'py>(py: Python<'py>, lock_path: PathBuf) -> PyResult<(Optio
 /// Remove this library's orphaned temp files directly in `directory` older than
 /// `older_than` seconds; returns the removed paths.
 #[pyfunction]
-pub fn cleanup_temp_files(py: Python<'_>, directory: PathBuf, older_than: f64) -> PyResult<Vec<PathBuf>> {
+pub fn cleanup_temp_files(
+    py: Python<'_>,
+    directory: PathBuf,
+    older_than: f64,
+) -> PyResult<Vec<PathBuf>> {
     let age = Duration::try_from_secs_f64(older_than.max(0.0)).unwrap_or(Duration::MAX);
     py.detach(|| atomic_write::cleanup_temp_files(&directory, age))
         .map_err(|e| core_error(py, e))
@@ -401,54 +457,76 @@ pub fn _forget_locks_after_fork() {
 }
 
 /// The exclusive sidecar lock of one file, held between `acquire()` and `release()`.
-#[pyclass(module = "atomicjson._core")]
+///
+/// Methods may be called from any thread: asyncio waits for the lock in a worker thread and
+/// cancels or releases it from the event loop.
+#[pyclass(frozen, module = "atomicjson._core")]
 pub struct FileLock {
     lock_path: PathBuf,
     timeout: Option<Duration>,
-    owner: Option<u64>,
-    guard: Option<LockGuard>,
+    owner: u64,
+    guard: Mutex<Option<LockGuard>>,
+    cancelled: AtomicBool,
 }
 
 #[pymethods]
 impl FileLock {
     #[new]
     #[pyo3(signature = (path, *, timeout=Some(30.0), owner=None))]
-    fn new(py: Python<'_>, path: PathBuf, timeout: Option<f64>, owner: Option<u64>) -> PyResult<FileLock> {
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        timeout: Option<f64>,
+        owner: Option<u64>,
+    ) -> PyResult<FileLock> {
         Ok(FileLock {
             lock_path: lock::lock_path_for(&path).map_err(|e| core_error(py, e))?,
             timeout: timeout_from(timeout)?,
-            owner,
-            guard: None,
+            owner: owner_or_thread(owner),
+            guard: Mutex::new(None),
+            cancelled: AtomicBool::new(false),
         })
     }
 
-    /// Block (GIL released) until the lock is held or the timeout runs out.
-    fn acquire(&mut self, py: Python<'_>) -> PyResult<()> {
-        if self.guard.is_some() {
+    /// Block (GIL released) until the lock is held, the timeout runs out, Ctrl-C, or `cancel()`.
+    fn acquire(&self, py: Python<'_>) -> PyResult<()> {
+        if self.guard.lock().map(|g| g.is_some()).unwrap_or(false) {
             return Err(PyRuntimeError::new_err("this FileLock is already held"));
         }
-        let owner = owner_or_thread(self.owner);
-        let (path, timeout) = (self.lock_path.clone(), self.timeout);
+        let cancelled = &self.cancelled;
+        let mut check = || {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(Failure::Py(PyRuntimeError::new_err("lock wait cancelled")));
+            }
+            check_signals()
+        };
         let guard = py
-            .detach(|| lock::acquire(&path, owner, timeout, &mut check_signals))
+            .detach(|| lock::acquire(&self.lock_path, self.owner, self.timeout, &mut check))
             .map_err(|f: Failure| f.into_pyerr(py))?;
-        self.guard = Some(guard);
+        if let Ok(mut slot) = self.guard.lock() {
+            *slot = Some(guard);
+        }
         Ok(())
     }
 
-    /// Release the lock (a no-op when not held).
-    fn release(&mut self) {
-        self.guard = None;
+    /// Make a waiting `acquire()` give up within a few milliseconds (from any thread).
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
     }
 
-    fn __enter__(mut slf: PyRefMut<'_, Self>) -> PyResult<PyRefMut<'_, Self>> {
-        let py = slf.py();
-        slf.acquire(py)?;
-        Ok(slf)
+    /// Release the lock (a no-op when not held).
+    fn release(&self) {
+        let guard = self.guard.lock().ok().and_then(|mut g| g.take());
+        drop(guard);
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        slf.get().acquire(slf.py())?;
+        Ok(slf.clone())
     }
 
     fn __exit__(
-        &mut self,
+        &self,
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
@@ -459,7 +537,7 @@ impl FileLock {
 
     #[getter]
     fn held(&self) -> bool {
-        self.guard.is_some()
+        self.guard.lock().map(|g| g.is_some()).unwrap_or(false)
     }
 
     #[getter]
@@ -467,11 +545,17 @@ impl FileLock {
         self.lock_path.clone()
     }
 
+    /// The logical owner: re-entrant acquisitions by the same owner do not wait.
+    #[getter]
+    fn owner(&self) -> u64 {
+        self.owner
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "FileLock({:?}, held={})",
             self.lock_path.display().to_string(),
-            if self.guard.is_some() { "True" } else { "False" }
+            if self.held() { "True" } else { "False" }
         )
     }
 }

@@ -71,7 +71,8 @@ impl SerError {
 
     #[cold]
     pub fn at_key(mut self, key: &[u8]) -> SerError {
-        self.segments.push(Seg::Key(String::from_utf8_lossy(key).into_owned()));
+        self.segments
+            .push(Seg::Key(String::from_utf8_lossy(key).into_owned()));
         self
     }
 
@@ -153,7 +154,10 @@ impl SerError {
                 }
                 (
                     "serialization",
-                    format!("{}", err.value(py).repr().map(|r| r.to_string()).unwrap_or_default()),
+                    err.value(py)
+                        .repr()
+                        .map(|r| r.to_string())
+                        .unwrap_or_default(),
                     Some(err),
                 )
             }
@@ -187,10 +191,7 @@ fn make(
         .get_or_try_init(py, || {
             Ok::<_, PyErr>(py.import("atomicjson._errors")?.getattr("_make")?.unbind())
         })
-        .and_then(|make| {
-            make.bind(py)
-                .call1((kind, message, errno, filename, attrs))
-        });
+        .and_then(|make| make.bind(py).call1((kind, message, errno, filename, attrs)));
     match built {
         Ok(exc) => {
             let err = PyErr::from_value(exc);
@@ -210,13 +211,13 @@ pub fn core_error(py: Python<'_>, err: Error) -> PyErr {
         Error::Io { step, path, source } => {
             let _ = attrs.set_item("step", step.id());
             make(
-            py,
-            "os",
-            &err.to_string(),
-            source.raw_os_error(),
-            Some(path),
-            &attrs,
-            None,
+                py,
+                "os",
+                &err.to_string(),
+                source.raw_os_error(),
+                Some(path),
+                &attrs,
+                None,
             )
         }
         Error::LockTimeout {
@@ -227,11 +228,25 @@ pub fn core_error(py: Python<'_>, err: Error) -> PyErr {
             let _ = attrs.set_item("lock_path", lock_path);
             let _ = attrs.set_item("timeout", timeout.as_secs_f64());
             let _ = attrs.set_item("holders", holders_to_py(py, holders));
-            make(py, "lock_timeout", &err.to_string(), None, Some(lock_path), &attrs, None)
+            make(
+                py,
+                "lock_timeout",
+                &err.to_string(),
+                None,
+                Some(lock_path),
+                &attrs,
+                None,
+            )
         }
-        Error::InvalidPath { path, .. } => {
-            make(py, "invalid_path", &err.to_string(), None, Some(path), &attrs, None)
-        }
+        Error::InvalidPath { path, .. } => make(
+            py,
+            "invalid_path",
+            &err.to_string(),
+            None,
+            Some(path),
+            &attrs,
+            None,
+        ),
     }
 }
 

@@ -125,7 +125,9 @@ pub fn classify<'py>(
     unsafe {
         let ty = type_ptr(obj);
         if std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type) {
-            return Ok(Node::Str(Text::from_str_object(obj.cast_unchecked::<PyString>())?));
+            return Ok(Node::Str(Text::from_str_object(
+                obj.cast_unchecked::<PyString>(),
+            )?));
         }
         if std::ptr::eq(ty, &raw mut ffi::PyLong_Type) {
             return Ok(Node::Int(obj.clone()));
@@ -146,7 +148,8 @@ pub fn classify<'py>(
         if std::ptr::eq(ty, &raw mut ffi::PyDict_Type) {
             return object(obj.cast_unchecked::<PyDict>(), rules, profile);
         }
-        if std::ptr::eq(ty, &raw mut ffi::PyList_Type) || std::ptr::eq(ty, &raw mut ffi::PyTuple_Type)
+        if std::ptr::eq(ty, &raw mut ffi::PyList_Type)
+            || std::ptr::eq(ty, &raw mut ffi::PyTuple_Type)
         {
             return Ok(Node::Seq(obj.clone(), rules));
         }
@@ -171,7 +174,10 @@ fn telemetry_only_rules<'py>(
         return Ok(Node::Str(Text::from_str_object(iso.cast::<PyString>()?)?));
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
-        return Ok(Node::Redirect(obj.getattr(intern!(py, "value"))?, Rules::Json));
+        return Ok(Node::Redirect(
+            obj.getattr(intern!(py, "value"))?,
+            Rules::Json,
+        ));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         return object(dict, Rules::Telemetry, profile);
@@ -216,13 +222,19 @@ fn sorted_by_str<'py>(obj: &Bound<'py, PyAny>) -> Result<Vec<Bound<'py, PyAny>>,
 }
 
 /// The first legacy pass; what it leaves unchanged goes on to the artifact pass.
-fn telemetry_rules<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Result<Node<'py>, SerError> {
+fn telemetry_rules<'py>(
+    obj: &Bound<'py, PyAny>,
+    profile: &Profile<'py>,
+) -> Result<Node<'py>, SerError> {
     let py = obj.py();
     if let Some(node) = datetime_like(obj)? {
         return Ok(node);
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
-        return Ok(Node::Redirect(obj.getattr(intern!(py, "value"))?, Rules::Artifact));
+        return Ok(Node::Redirect(
+            obj.getattr(intern!(py, "value"))?,
+            Rules::Artifact,
+        ));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         return object(dict, Rules::Both, profile);
@@ -238,7 +250,10 @@ fn telemetry_rules<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Resu
 }
 
 /// The second legacy pass, in its order (first match wins), then `json.dumps` for the rest.
-fn artifact_rules<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Result<Node<'py>, SerError> {
+fn artifact_rules<'py>(
+    obj: &Bound<'py, PyAny>,
+    profile: &Profile<'py>,
+) -> Result<Node<'py>, SerError> {
     let py = obj.py();
     if obj.is_none() {
         return Ok(Node::Null);
@@ -248,7 +263,10 @@ fn artifact_rules<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Resul
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
         // The legacy pass takes the value and does not look at it again.
-        return Ok(Node::Redirect(obj.getattr(intern!(py, "value"))?, Rules::Json));
+        return Ok(Node::Redirect(
+            obj.getattr(intern!(py, "value"))?,
+            Rules::Json,
+        ));
     }
     let ty = obj.get_type();
     if !obj.is_instance_of::<PyString>() && ty.hasattr(intern!(py, "__fspath__"))? {
@@ -262,7 +280,11 @@ fn artifact_rules<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Resul
             Some(n) => n.extract().unwrap_or(0),
             None => 0,
         };
-        let method = if ndim > 0 { intern!(py, "tolist") } else { intern!(py, "item") };
+        let method = if ndim > 0 {
+            intern!(py, "tolist")
+        } else {
+            intern!(py, "item")
+        };
         return Ok(Node::Redirect(obj.call_method0(method)?, Rules::Artifact));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
@@ -341,7 +363,9 @@ fn datetime_like<'py>(obj: &Bound<'py, PyAny>) -> Result<Option<Node<'py>>, SerE
         return Ok(Some(Node::Null));
     }
     let iso = obj.call_method0(intern!(py, "isoformat"))?;
-    Ok(Some(Node::Str(Text::from_str_object(iso.cast::<PyString>()?)?)))
+    Ok(Some(Node::Str(Text::from_str_object(
+        iso.cast::<PyString>()?,
+    )?)))
 }
 
 fn type_module(ty: &Bound<'_, PyType>) -> PyResult<String> {
@@ -448,7 +472,10 @@ fn object<'py>(
         Rules::Both | Rules::Artifact | Rules::Telemetry => {
             let mut entries = Vec::with_capacity(raw.len());
             for (k, v) in raw {
-                entries.push(Entry { key: str_of(&k)?, value: v });
+                entries.push(Entry {
+                    key: str_of(&k)?,
+                    value: v,
+                });
             }
             sorted_entries(entries, rules, len == 0)
         }
@@ -464,8 +491,14 @@ fn sorted_entries<'py>(
     empty_source: bool,
 ) -> Result<Node<'py>, SerError> {
     entries.sort_unstable_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
-    if let Some(pair) = entries.windows(2).find(|w| w[0].key.bytes() == w[1].key.bytes()) {
-        return Err(SerErrorKind::KeyCollision(String::from_utf8_lossy(pair[0].key.bytes()).into_owned()).into());
+    if let Some(pair) = entries
+        .windows(2)
+        .find(|w| w[0].key.bytes() == w[1].key.bytes())
+    {
+        return Err(SerErrorKind::KeyCollision(
+            String::from_utf8_lossy(pair[0].key.bytes()).into_owned(),
+        )
+        .into());
     }
     Ok(Node::Object {
         entries,
@@ -533,7 +566,10 @@ fn json_object<'py>(
 }
 
 /// A key as `json.dumps` converts it; `None` when `skipkeys` drops it.
-fn json_key<'py>(key: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Result<Option<Text<'py>>, SerError> {
+fn json_key<'py>(
+    key: &Bound<'py, PyAny>,
+    profile: &Profile<'py>,
+) -> Result<Option<Text<'py>>, SerError> {
     if let Ok(s) = key.cast::<PyString>() {
         return Ok(Some(Text::from_str_object(s)?));
     }
@@ -592,7 +628,10 @@ fn sorted_set<'py>(obj: &Bound<'py, PyAny>, profile: &Profile<'py>) -> Result<No
                 keyed.push((str_of(original)?, value));
             }
             keyed.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
-            Ok(Node::Items(keyed.into_iter().map(|(_, v)| v).collect(), Rules::Artifact))
+            Ok(Node::Items(
+                keyed.into_iter().map(|(_, v)| v).collect(),
+                Rules::Artifact,
+            ))
         }
         Err(err) => Err(err.into()),
     }
@@ -642,7 +681,9 @@ fn to_python_at<'py>(
             }
             out.into_any()
         }
-        Node::Object { entries, rules: r, .. } => {
+        Node::Object {
+            entries, rules: r, ..
+        } => {
             let out = PyDict::new(py);
             for entry in &entries {
                 let value = child(&entry.value, r, Segment::Key(entry.key.bytes()))?;

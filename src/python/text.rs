@@ -12,7 +12,10 @@ use super::errors::SerError;
 // because pyo3-ffi hides it for an abi3-py39 build. It returns the UTF-8 buffer that the str
 // object caches, so reading a str costs no copy.
 extern "C" {
-    fn PyUnicode_AsUTF8AndSize(unicode: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
+    fn PyUnicode_AsUTF8AndSize(
+        unicode: *mut ffi::PyObject,
+        size: *mut ffi::Py_ssize_t,
+    ) -> *const c_char;
 }
 
 /// A piece of text to write: a dict key, a string value, the result of `str()`.
@@ -45,7 +48,8 @@ impl<'py> Text<'py> {
         }
         // Only lone surrogates make the UTF-8 conversion fail.
         drop(PyErr::fetch(s.py()));
-        let encoded = s.call_method1(pyo3::intern!(s.py(), "encode"), ("utf-8", "surrogatepass"))?;
+        let encoded =
+            s.call_method1(pyo3::intern!(s.py(), "encode"), ("utf-8", "surrogatepass"))?;
         let bytes: Vec<u8> = encoded.extract()?;
         Ok(Text::Wtf8(bytes))
     }
@@ -70,7 +74,9 @@ impl<'py> Text<'py> {
             Text::Borrowed { owner, .. } => Ok(owner.clone().into_any()),
             Text::Wtf8(v) => wtf8_to_str(py, v),
             // SAFETY: built from UTF-8 by this crate.
-            Text::Utf8(v) => Ok(PyString::new(py, unsafe { std::str::from_utf8_unchecked(v) }).into_any()),
+            Text::Utf8(v) => {
+                Ok(PyString::new(py, unsafe { std::str::from_utf8_unchecked(v) }).into_any())
+            }
             Text::Static(s) => Ok(PyString::new(py, s).into_any()),
         }
     }
