@@ -34,6 +34,7 @@ import argparse
 import gc
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -216,23 +217,37 @@ def contention_bars(results: Dict[Tuple[str, int], ContentionResult]) -> List[Ba
 # 4. the GIL
 # --------------------------------------------------------------------------------------------
 class Spinner(threading.Thread):
-    """A Python thread counting as fast as it can (pure bytecode, needs the GIL)."""
+    """A Python thread counting as fast as it can (pure bytecode, needs the GIL).
+
+    It also adds up the time it could not run: any gap of more than 0.5 ms between two of
+    its iterations (one takes a few microseconds), i.e. the GIL held by another thread (or
+    the CPU taken by another process).
+    """
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.count = 0
+        self.stalled = 0.0
         self.stop = False
 
     def run(self) -> None:
         n = 0
+        clock = time.perf_counter
+        last = clock()
         while not self.stop:
             x = 0
             for i in range(200):
                 x += i
             n += 1
             self.count = n
+            t = clock()
+            if t - last > 0.0005:
+                self.stalled += t - last
+            last = t
 
 
+# Holds the lock for argv[2] seconds, then releases it and stays idle until its stdin closes
+# (so that its exit does not compete for a CPU during the measurement).
 _HOLDER = textwrap.dedent("""
     import fcntl, sys, time
     f = open(sys.argv[1], "a")
@@ -240,51 +255,67 @@ _HOLDER = textwrap.dedent("""
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))
     fcntl.flock(f, fcntl.LOCK_UN)
+    sys.stdin.read()
 """)
 
 
 def _rate_during(spinner: Spinner, action: Callable[[], Any]) -> Tuple[float, float]:
-    c0, t0 = spinner.count, time.perf_counter()
+    """(iterations per second, fraction of the time stalled) of the spinner during action."""
+    c0, s0, t0 = spinner.count, spinner.stalled, time.perf_counter()
     action()
-    c1, t1 = spinner.count, time.perf_counter()
-    return (c1 - c0) / (t1 - t0), t1 - t0
+    c1, s1, t1 = spinner.count, spinner.stalled, time.perf_counter()
+    return (c1 - c0) / (t1 - t0), (s1 - s0) / (t1 - t0)
 
 
 def _alone(spinner: Spinner, seconds: float) -> float:
     return _rate_during(spinner, lambda: time.sleep(seconds))[0]
 
 
-def run_gil(work_dir: Path, window: float) -> List[Tuple[str, Optional[float], str]]:
-    """(condition, other thread's speed relative to alone, note) per condition."""
+#: An action measured by the GIL test: ``prepare()`` (not measured) returns the callable to
+#: measure and a cleanup callable.
+GilAction = Callable[[], Tuple[Callable[[], Any], Callable[[], Any]]]
+
+
+GilResult = Tuple[str, Optional[float], Optional[float], str]
+
+
+def run_gil(work_dir: Path, window: float, reps: int) -> List[GilResult]:
+    """(condition, other thread's speed relative to alone, its stalled fraction, note) per
+    condition: the median over ``reps`` repetitions of (rate during the action) / (mean rate
+    alone just before and just after it), and of the fraction of the action's time in which
+    the other thread could not run at all."""
     large = documents.document("large")
     small = documents.document("small")
     payload = atomicjson.canonical_bytes(large)
 
-    def loop(fn: Callable[[], Any]) -> Callable[[], None]:
+    def loop(fn: Callable[[], Any]) -> GilAction:
         def run() -> None:
             end = time.perf_counter() + window
             fn()
             while time.perf_counter() < end:
                 fn()
-        return run
+        return lambda: (run, lambda: None)
 
-    def wait_for_held_lock(write: Callable[[str, Any], Any], name: str) -> Callable[[], None]:
+    def wait_for_held_lock(write: Callable[[str, Any], Any], name: str) -> GilAction:
         target = str(work_dir / f"gil-wait-{name}.json")
         lock_path = str(legacy.lock_path_for(target))
+        write(target, small)  # warm-up: the files exist
 
-        def run() -> None:
+        def prepare() -> Tuple[Callable[[], Any], Callable[[], Any]]:
             holder = subprocess.Popen([sys.executable, "-c", _HOLDER, lock_path, str(window)],
-                                      stdout=subprocess.PIPE, text=True)
-            try:
-                assert holder.stdout is not None
-                holder.stdout.readline()
-                write(target, small)
-            finally:
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert holder.stdout is not None and holder.stdin is not None
+            holder.stdout.readline()  # "locked": the write below waits ~window seconds
+
+            def cleanup() -> None:
+                assert holder.stdin is not None
+                holder.stdin.close()
                 holder.wait()
-        return run
+            return (lambda: write(target, small)), cleanup
+        return prepare
 
     t_large = str(work_dir / "gil-large.json")
-    conditions: List[Tuple[str, Callable[[], None], str]] = [
+    conditions: List[Tuple[str, GilAction, str]] = [
         ("atomicjson: write_json 4 MB, durable (whole call)",
          loop(lambda: atomicjson.write_json(t_large, large)),
          "includes serializing, which holds the GIL by design"),
@@ -311,34 +342,50 @@ def run_gil(work_dir: Path, window: float) -> List[Tuple[str, Optional[float], s
     spinner.start()
     try:
         time.sleep(0.2)
-        for name, action, note in conditions:
-            before = _alone(spinner, window)
+        for name, prepare, note in conditions:
+            ratios, stalls = [], []
             try:
-                during, _ = _rate_during(spinner, action)
+                for _ in range(reps):
+                    # Dirty pages left by an earlier write (a non-durable one, or another
+                    # process's) would be written back by kernel threads during the
+                    # measurement, competing with the threads measured: flush them first.
+                    os.sync()
+                    before = _alone(spinner, window)
+                    act, cleanup = prepare()  # e.g. start the lock holder: not measured
+                    try:
+                        during, stalled = _rate_during(spinner, act)
+                        after = _alone(spinner, window)
+                    finally:
+                        cleanup()
+                    ratios.append(during / ((before + after) / 2))
+                    stalls.append(stalled)
             except Exception as exc:
-                out.append((name, None, f"error: {quick.short_error(exc)}"))
+                out.append((name, None, None, f"error: {quick.short_error(exc)}"))
                 continue
-            after = _alone(spinner, window)
-            alone = (before + after) / 2
-            out.append((name, during / alone if alone > 0 else None, note))
-            print(f"  gil: {name}: {100 * during / alone:.0f}%", file=sys.stderr)
+            rel, stall = statistics.median(ratios), statistics.median(stalls)
+            out.append((name, rel, stall, note))
+            each = ", ".join(f"{100 * r:.0f}" for r in ratios)
+            print(f"  gil: {name}: {100 * rel:.0f}% (of {each}); stalled {100 * stall:.1f}%",
+                  file=sys.stderr)
     finally:
         spinner.stop = True
         spinner.join()
     return out
 
 
-def gil_table(results: List[Tuple[str, Optional[float], str]]) -> str:
-    lines = ["| while this thread is ... | other thread's speed (vs alone) | note |",
-             "|---|---|---|"]
-    for name, rel, note in results:
-        lines.append(f"| {name} | {'n/a' if rel is None else f'{100 * rel:.0f}%'} | {note} |")
+def gil_table(results: List[GilResult]) -> str:
+    lines = ["| while this thread is ... | other thread's speed (vs alone) | "
+             "time it could not run at all | note |", "|---|---|---|---|"]
+    for name, rel, stall, note in results:
+        rel_s = "n/a" if rel is None else f"{100 * rel:.0f}%"
+        stall_s = "n/a" if stall is None else f"{100 * stall:.1f}%"
+        lines.append(f"| {name} | {rel_s} | {stall_s} | {note} |")
     return "\n".join(lines)
 
 
-def gil_bars(results: List[Tuple[str, Optional[float], str]]) -> List[Bar]:
+def gil_bars(results: List[GilResult]) -> List[Bar]:
     bars = []
-    for name, rel, note in results:
+    for name, rel, _, note in results:
         if note.startswith("bar"):
             bars.append(Bar(f"other thread >= 90% while {name}", rel, ">=", 0.9,
                             "n/a" if rel is None else f"{100 * rel:.0f}%"))
@@ -432,7 +479,7 @@ def memory_bars(results: List[Dict[str, Any]]) -> List[Bar]:
 # --------------------------------------------------------------------------------------------
 def draw_chart(path: Path, ser_rows: List[Row], write_rows: List[Row],
                contention: Dict[Tuple[str, int], ContentionResult], counts: Sequence[int],
-               gil: List[Tuple[str, Optional[float], str]],
+               gil: List[GilResult],
                memory: List[Dict[str, Any]]) -> Optional[str]:
     try:
         import matplotlib
@@ -515,7 +562,7 @@ def draw_chart(path: Path, ser_rows: List[Row], write_rows: List[Row],
     # the GIL
     ax = axes[0][3]
     labels, vals = [], []
-    for name, rel, _ in gil:
+    for name, rel, _, _ in gil:
         who, what = name.split(": ", 1)
         labels.append(f"{who}:\n{what[:40]}")
         vals.append(100 * (rel or 0))
@@ -608,11 +655,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.quick:
         repeats, sample_time, rounds = 5, 0.03, 3
         per_round = {"small": 15, "medium": 10, "large": 3}
-        counts, duration, gil_window = [1, 2, 4, 8, 16], 1.0, 0.5
+        counts, duration, gil_window, gil_reps = [1, 2, 4, 8, 16], 1.0, 0.15, 5
     else:
         repeats, sample_time, rounds = 9, 0.08, 6
         per_round = {"small": 40, "medium": 25, "large": 5}
-        counts, duration, gil_window = [1, 2, 4, 8, 16], 3.0, 1.5
+        counts, duration, gil_window, gil_reps = [1, 2, 4, 8, 16], 3.0, 0.2, 11
     names = ["small", "medium", "large"]
 
     work_dir = Path(tempfile.mkdtemp(prefix="atomicjson-bench-", dir=args.dir))
@@ -621,7 +668,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ser_rows: List[Row] = []
     write_rows: List[Row] = []
     contention: Dict[Tuple[str, int], ContentionResult] = {}
-    gil: List[Tuple[str, Optional[float], str]] = []
+    gil: List[GilResult] = []
     memory: List[Dict[str, Any]] = []
     try:
         if "serialization" in sections:
@@ -639,7 +686,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             contention = run_contention(work_dir, counts, duration)
         if "gil" in sections:
             print("gil ...", file=sys.stderr)
-            gil = run_gil(work_dir, gil_window)
+            gil = run_gil(work_dir, gil_window, gil_reps)
         if "memory" in sections:
             print("memory ...", file=sys.stderr)
             memory = run_memory(work_dir, ["large"] if args.no_huge else ["large", "huge"])
@@ -693,7 +740,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if gil:
         md += ["## 4. The GIL", "",
                "Speed of another Python thread (a counting loop) while this thread does the "
-               "action, relative to its speed alone (measured just before and after).", "",
+               "action, relative to its speed alone (measured just before and after); median "
+               f"of {gil_reps} repetitions of {gil_window:.1f} s windows.", "",
                gil_table(gil), ""]
     if memory:
         md += ["## 5. Memory", "",

@@ -1,11 +1,518 @@
-// TEMPORARY placeholder until the real module lands.
-use crate::errors::Result;
+//! Atomic replacement of a file: temp file in the same directory, write, fsync, rename, fsync
+//! the directory.
+//!
+//! Written out here rather than taken from a crate: the sequence is short, and the details that
+//! matter for a drop-in of the legacy Python helpers are specific: new files get
+//! `0666 & ~umask` like Python's `open()` (`tempfile`'s `NamedTempFile` makes 0600 files and
+//! does not fsync), fsyncs are optional (`durable`), each failing step must be reported as a
+//! `Step` with the original `io::Error`, and the temp file carries an flock while it is written
+//! so that [`cleanup_temp_files`] can tell a live temp file from an orphan. `atomic-write-file`
+//! comes closest but has neither the optional durability nor the flock nor our error steps.
+
+use std::collections::hash_map::RandomState;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-pub fn write_atomic(target: &Path, data: &[u8], _durable: bool) -> Result<()> {
-    std::fs::write(target, data)
-        .map_err(|e| crate::errors::Error::io(crate::errors::Step::WriteTemp, target, e))
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::errors::{Error, Result, Step};
+
+/// Hex digits of the random part of a temp file name (64 bits).
+const RANDOM_HEX: usize = 16;
+/// `.` + name + `.` + random + `.tmp`: the bytes added to the name.
+const TEMP_OVERHEAD: usize = 1 + 1 + RANDOM_HEX + 4;
+/// NAME_MAX on Linux and the BSDs; longer target names are truncated in the temp name.
+const NAME_MAX: usize = 255;
+/// Attempts at a fresh temp name before giving up (a collision of 64 random bits is not
+/// expected; this only bounds the loop).
+const MAX_ATTEMPTS: usize = 64;
+
+/// Atomically replaces `target` with `data`.
+///
+/// 1. Missing parent directories are created (like `os.makedirs`, mode `0777 & ~umask`).
+/// 2. A temp file `.{name}.{16 hex digits}.tmp` is created in the same directory with
+///    `O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC` and mode 0666, so the kernel applies the umask
+///    and a new file gets `0666 & ~umask` like Python's `open()` (the umask is never read: that
+///    is not thread-safe). A fresh name is drawn on `EEXIST`.
+/// 3. While it is written the temp file is flocked, so a cleanup tool can tell it from an
+///    orphan (see [`cleanup_temp_files`]).
+/// 4. If the target exists, its permission bits (`mode & 0o7777`) are copied to the temp file.
+///    The decision uses `lstat`: a symlink as target is *replaced by a regular file*, like
+///    `os.replace` does, and that file gets the mode of the link's target (`stat`), or
+///    `0666 & ~umask` if the link dangles. Owner and group are not kept (the legacy helpers did
+///    not either).
+/// 5. The data is written in full, the temp file fsynced if `durable`, renamed over the target,
+///    and the directory fsynced if `durable`.
+///
+/// Errors before the rename remove the temp file and leave the target untouched. A failing
+/// directory fsync after a successful rename is reported (`Step::SyncDir`): the data is in
+/// place, its durability is not certain. Every error names `target`, except `Step::CreateDir`
+/// (the directory).
+pub fn write_atomic(target: &Path, data: &[u8], durable: bool) -> Result<()> {
+    let name = target.file_name().ok_or_else(|| Error::InvalidPath {
+        path: target.to_path_buf(),
+        reason: "the path has no file name to write to",
+    })?;
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let destination = dir.join(name);
+    let fail = |step, err| Error::io(step, target, err);
+
+    let mode = existing_mode(&destination).map_err(|err| fail(Step::Stat, err))?;
+
+    let (temp_path, mut temp) = match create_temp(dir, name) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|err| Error::io(Step::CreateDir, dir, err))?;
+            create_temp(dir, name)
+        }
+        other => other,
+    }
+    .map_err(|err| fail(Step::CreateTemp, err))?;
+
+    let written = (|| {
+        if let Some(mode) = mode {
+            temp.set_permissions(Permissions::from_mode(mode))
+                .map_err(|err| fail(Step::SetPermissions, err))?;
+        }
+        temp.write_all(data)
+            .map_err(|err| fail(Step::WriteTemp, err))?;
+        if durable {
+            temp.sync_all().map_err(|err| fail(Step::SyncTemp, err))?;
+        }
+        fs::rename(&temp_path, &destination).map_err(|err| fail(Step::Rename, err))
+    })();
+    if let Err(err) = written {
+        // Unlink while still holding the temp file's flock, then close.
+        let _ = fs::remove_file(&temp_path);
+        drop(temp);
+        return Err(err);
+    }
+    drop(temp); // releases the flock, now on the target's inode
+
+    if durable {
+        sync_dir(dir).map_err(|err| fail(Step::SyncDir, err))?;
+    }
+    Ok(())
 }
-pub fn cleanup_temp_files(_dir: &Path, _older_than: Duration) -> Result<Vec<PathBuf>> {
-    Ok(vec![])
+
+/// The permission bits to give the new file: those of the existing target (through a symlink),
+/// or `None` for a new file (and for a directory or special file, which the rename will refuse
+/// or replace as `os.replace` would).
+fn existing_mode(target: &Path) -> io::Result<Option<u32>> {
+    match fs::symlink_metadata(target) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(fs::metadata(target)
+            .ok()
+            .filter(|meta| meta.is_file())
+            .map(|meta| meta.mode() & 0o7777)),
+        Ok(meta) if meta.is_file() => Ok(Some(meta.mode() & 0o7777)),
+        Ok(_) => Ok(None),
+        // A missing parent directory is created later; a parent that is not a directory
+        // makes the temp file's creation fail, which names the step users expect.
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Creates and flocks a fresh temp file for `name` in `dir`.
+fn create_temp(dir: &Path, name: &OsStr) -> io::Result<(PathBuf, File)> {
+    let mut last_err = None;
+    for _ in 0..MAX_ATTEMPTS {
+        let path = dir.join(temp_name(name, random_u64()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true) // O_CREAT | O_EXCL; std adds O_CLOEXEC
+            .mode(0o666)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        let file = match file {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                last_err = Some(err);
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        // SAFETY: plain system call on an open descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if matches!(err.raw_os_error(), Some(e) if e == libc::EWOULDBLOCK || e == libc::EAGAIN)
+            {
+                // A cleanup tool got it first and is about to delete it: draw another name.
+                last_err = Some(err);
+                continue;
+            }
+            // No flock on this file system: the marker is a convenience, not a requirement.
+        }
+        return Ok((path, file));
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
+}
+
+/// `.{name}.{random:016x}.tmp`, with `name` cut so the result fits in NAME_MAX bytes.
+fn temp_name(name: &OsStr, random: u64) -> std::ffi::OsString {
+    let bytes = name.as_bytes();
+    let bytes = &bytes[..bytes.len().min(NAME_MAX - TEMP_OVERHEAD)];
+    let mut out = Vec::with_capacity(bytes.len() + TEMP_OVERHEAD);
+    out.push(b'.');
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(format!(".{random:016x}.tmp").as_bytes());
+    std::os::unix::ffi::OsStringExt::from_vec(out)
+}
+
+/// 64 bits from std's randomly keyed SipHash (`RandomState`: random keys per thread, changed on
+/// every call) over the pid, the time and a process-wide counter.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)?
+        .sync_all()
+}
+
+/// True for names this module creates as temp files: `.{name}.{16 lowercase hex}.tmp` with a
+/// non-empty name.
+pub fn is_temp_file_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    if b.len() < TEMP_OVERHEAD + 1 || b[0] != b'.' || !b.ends_with(b".tmp") {
+        return false;
+    }
+    let random = &b[b.len() - 4 - RANDOM_HEX..b.len() - 4];
+    b[b.len() - 5 - RANDOM_HEX] == b'.'
+        && random
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
+/// Removes this library's temp files directly in `dir` (not in subdirectories) that are older
+/// than `older_than` (by modification time) and whose flock can be taken, i.e. that no live
+/// writer holds. Each file is unlinked while its flock is held and only if the name still
+/// refers to the file that was locked. Returns the removed paths.
+///
+/// Only an unreadable `dir` is an error; a file that cannot be examined, opened (for instance a
+/// temp file of another user with mode 0600), locked or removed is skipped.
+pub fn cleanup_temp_files(dir: &Path, older_than: Duration) -> Result<Vec<PathBuf>> {
+    let entries = fs::read_dir(dir).map_err(|err| Error::io(Step::Read, dir, err))?;
+    let now = SystemTime::now();
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        if !is_temp_file_name(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        if remove_if_orphan(&path, now, older_than) {
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+fn remove_if_orphan(path: &Path, now: SystemTime, older_than: Duration) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|modified| now.duration_since(modified).ok())
+        .unwrap_or(Duration::ZERO);
+    if !meta.file_type().is_file() || age < older_than {
+        return false;
+    }
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    // SAFETY: plain system call on an open descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return false; // a live writer (or no flock here: then nothing can be told apart)
+    }
+    let same = match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(locked), Ok(named)) => locked.dev() == named.dev() && locked.ino() == named.ino(),
+        _ => false,
+    };
+    same && fs::remove_file(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "atomicjson-write-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+        fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The umask, without calling umask(2) (tests run in parallel threads).
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn new_file_gets_0666_less_umask_and_no_temp_is_left() {
+        let dir = TempDir::new("new");
+        let target = dir.path("a.json");
+        for durable in [false, true] {
+            let _ = fs::remove_file(&target);
+            write_atomic(&target, b"{}\n", durable).unwrap();
+            assert_eq!(fs::read(&target).unwrap(), b"{}\n");
+            assert_eq!(mode(&target), 0o666 & !umask());
+            assert_eq!(dir.names(), ["a.json"]);
+        }
+        // Relative target in the current directory is not tested (cwd is shared by threads).
+    }
+
+    #[test]
+    fn existing_mode_is_kept() {
+        let dir = TempDir::new("mode");
+        let target = dir.path("a.json");
+        for wanted in [0o600, 0o751, 0o644, 0o2640] {
+            fs::write(&target, b"old").unwrap();
+            fs::set_permissions(&target, Permissions::from_mode(wanted)).unwrap();
+            write_atomic(&target, b"new", true).unwrap();
+            assert_eq!(fs::read(&target).unwrap(), b"new");
+            assert_eq!(mode(&target), wanted, "{wanted:o}");
+        }
+        assert_eq!(dir.names(), ["a.json"]);
+    }
+
+    #[test]
+    fn symlink_target_is_replaced_by_a_regular_file_with_the_link_targets_mode() {
+        let dir = TempDir::new("symlink");
+        let real = dir.path("real.json");
+        fs::write(&real, b"real").unwrap();
+        fs::set_permissions(&real, Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path("link.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, b"via link", false).unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_file());
+        assert_eq!(mode(&link), 0o640);
+        assert_eq!(fs::read(&link).unwrap(), b"via link");
+        assert_eq!(fs::read(&real).unwrap(), b"real");
+
+        let dangling = dir.path("dangling.json");
+        std::os::unix::fs::symlink(dir.path("nowhere"), &dangling).unwrap();
+        write_atomic(&dangling, b"x", false).unwrap();
+        assert_eq!(mode(&dangling), 0o666 & !umask());
+        assert!(!dir.path("nowhere").exists());
+    }
+
+    #[test]
+    fn parent_directories_are_created() {
+        let dir = TempDir::new("parents");
+        let target = dir.path("x/y/z/a.json");
+        write_atomic(&target, b"deep", true).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"deep");
+        assert_eq!(fs::read_dir(dir.path("x/y/z")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn errors_leave_the_target_untouched_and_no_temp() {
+        let dir = TempDir::new("errors");
+        // A parent that is a file.
+        let file = dir.path("file");
+        fs::write(&file, b"keep").unwrap();
+        match write_atomic(&file.join("a.json"), b"x", true) {
+            Err(Error::Io { step, source, .. }) => {
+                assert_eq!(step, Step::CreateTemp);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOTDIR));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"keep");
+        // A directory as target: the rename fails, the temp file is removed.
+        let sub = dir.path("sub");
+        fs::create_dir(&sub).unwrap();
+        fs::write(sub.join("inside"), b"in").unwrap();
+        match write_atomic(&sub, b"x", true) {
+            Err(Error::Io { step, .. }) => assert_eq!(step, Step::Rename),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read(sub.join("inside")).unwrap(), b"in");
+        assert_eq!(dir.names(), ["file", "sub"]);
+        // No name at all.
+        assert!(matches!(
+            write_atomic(Path::new("/"), b"x", false),
+            Err(Error::InvalidPath { .. })
+        ));
+    }
+
+    #[test]
+    fn long_names_fit_in_the_temp_name() {
+        let dir = TempDir::new("long");
+        let name = "n".repeat(250);
+        let target = dir.path(&name);
+        write_atomic(&target, b"long", false).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"long");
+        assert_eq!(dir.names(), [name]);
+    }
+
+    #[test]
+    fn temp_names() {
+        for name in ["a.json", ".hidden", "x", &"n".repeat(300)] {
+            let temp = temp_name(OsStr::new(name), random_u64());
+            assert!(temp.len() <= NAME_MAX);
+            assert!(is_temp_file_name(&temp), "{temp:?}");
+        }
+        assert_ne!(random_u64(), random_u64());
+        let good = ".a.json.0123456789abcdef.tmp";
+        assert!(is_temp_file_name(OsStr::new(good)));
+        for bad in [
+            "a.json",
+            "a.json.0123456789abcdef.tmp",
+            "..0123456789abcdef.tmp",
+            ".a.json.0123456789ABCDEF.tmp",
+            ".a.json.0123456789abcde.tmp",
+            ".a.json.0123456789abcdefa.tmp",
+            ".a.json-0123456789abcdef.tmp",
+            ".a.json.0123456789abcdef.tmpx",
+            "",
+        ] {
+            assert!(!is_temp_file_name(OsStr::new(bad)), "{bad}");
+        }
+        let raw: OsString =
+            std::os::unix::ffi::OsStringExt::from_vec(b".\xff.0123456789abcdef.tmp".to_vec());
+        assert!(is_temp_file_name(&raw));
+    }
+
+    #[test]
+    fn cleanup_removes_orphans_only() {
+        let dir = TempDir::new("cleanup");
+        let orphan = dir.path(".a.json.00000000000000aa.tmp");
+        let live = dir.path(".a.json.00000000000000bb.tmp");
+        let young = dir.path(".a.json.00000000000000cc.tmp");
+        let other = dir.path("a.json");
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        for path in [&orphan, &live, &other] {
+            File::create(path).unwrap().set_modified(old).unwrap();
+        }
+        fs::write(&young, b"").unwrap();
+        let holder = File::open(&live).unwrap();
+        assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+
+        let removed = cleanup_temp_files(&dir.0, Duration::from_secs(60)).unwrap();
+        assert_eq!(removed, std::slice::from_ref(&orphan));
+        assert!(!orphan.exists() && live.exists() && young.exists() && other.exists());
+
+        drop(holder);
+        let mut removed = cleanup_temp_files(&dir.0, Duration::ZERO).unwrap();
+        removed.sort();
+        assert_eq!(removed, [live, young]);
+        assert_eq!(dir.names(), ["a.json"]);
+
+        let err = cleanup_temp_files(&dir.path("missing"), Duration::ZERO).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Io {
+                step: Step::Read,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_writer_holds_the_flock_of_its_temp_file() {
+        let dir = TempDir::new("marker");
+        let (path, file) = create_temp(&dir.0, OsStr::new("a.json")).unwrap();
+        assert!(cleanup_temp_files(&dir.0, Duration::ZERO)
+            .unwrap()
+            .is_empty());
+        drop(file);
+        assert_eq!(cleanup_temp_files(&dir.0, Duration::ZERO).unwrap(), [path]);
+    }
+
+    #[test]
+    fn concurrent_writers_never_expose_a_partial_file() {
+        let dir = TempDir::new("concurrent");
+        let target = dir.path("a.json");
+        let payloads: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| vec![b'a' + i; 3000 + 100 * i as usize])
+            .collect();
+        write_atomic(&target, &payloads[0], false).unwrap();
+        std::thread::scope(|s| {
+            for payload in &payloads {
+                let target = &target;
+                s.spawn(move || {
+                    for _ in 0..200 {
+                        write_atomic(target, payload, false).unwrap();
+                    }
+                });
+            }
+            s.spawn(|| {
+                for _ in 0..500 {
+                    let seen = fs::read(&target).unwrap();
+                    assert!(
+                        payloads.contains(&seen),
+                        "partial file of {} bytes",
+                        seen.len()
+                    );
+                }
+            });
+        });
+        assert_eq!(dir.names(), ["a.json"]);
+    }
 }

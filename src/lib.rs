@@ -8,6 +8,7 @@ pub mod errors;
 pub mod format;
 pub mod lock;
 pub mod read;
+pub mod stack;
 
 #[cfg(feature = "python")]
 mod python;

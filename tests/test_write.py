@@ -220,10 +220,13 @@ def test_serialization_errors_leave_target_untouched(tmp_path: Path) -> None:
 
 def test_nesting_limit(tmp_path: Path) -> None:
     ok: list = []
-    for _ in range(atomicjson.MAX_DEPTH - 1):
+    for _ in range(1199):
         ok = [ok]
     # Deeper than Python's own json manages with its default recursion limit.
-    assert atomicjson.canonical_bytes(ok).count(b"[") == atomicjson.MAX_DEPTH
+    with pytest.raises(RecursionError):
+        json.dumps(ok, indent=2)
+    assert atomicjson.canonical_bytes(ok).count(b"[") == 1200
+    assert atomicjson.dumps(ok) == "[" * 1200 + "]" * 1200
     deep: list = []
     for _ in range(200_000):
         deep = [deep]

@@ -164,7 +164,7 @@ def _make(kind: str, message: str, errno: Optional[int], filename: Any,
         filename = os.fspath(filename)
     exc = cls(message, errno, filename)
     for name, value in attrs.items():
-        setattr(exc, name, value)
+        setattr(exc, name, os.fspath(value) if isinstance(value, os.PathLike) else value)
     if isinstance(exc, JSONDecodeError):
         exc.doc = None
     return exc

@@ -19,7 +19,7 @@ use super::objects::Builder;
 use super::sanitize::{to_python, Profile, Rules};
 use super::text::wtf8_to_str;
 use crate::atomic_write;
-use crate::errors::Error;
+use crate::errors::{Error, Step};
 use crate::lock::{self, LockGuard};
 use crate::read;
 
@@ -275,12 +275,23 @@ fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) ->
     py.detach(|| -> Result<(), Failure> {
         let _guard = if how.locked {
             let lock_path = lock::lock_path_for(path)?;
-            Some(lock::acquire(
-                &lock_path,
-                owner,
-                how.timeout,
-                &mut check_signals,
-            )?)
+            let acquire = || lock::acquire(&lock_path, owner, how.timeout, &mut check_signals);
+            match acquire() {
+                // Like the legacy helper, create the missing directory (the lock file is its
+                // first entry), then try again.
+                Err(Failure::Core(Error::Io {
+                    step: Step::OpenLock,
+                    source,
+                    ..
+                })) if source.kind() == std::io::ErrorKind::NotFound => {
+                    if let Some(dir) = lock_path.parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| Error::io(Step::CreateDir, dir, e))?;
+                    }
+                    Some(acquire()?)
+                }
+                other => Some(other?),
+            }
         } else {
             None
         };
@@ -398,7 +409,7 @@ pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
 pub fn read_json<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
     let parsed = py.detach(|| {
         std::fs::read(&path)
-            .map_err(|e| Error::io(crate::errors::Step::Read, &path, e))
+            .map_err(|e| Error::io(Step::Read, &path, e))
             .map(|bytes| read::parse(&bytes))
     });
     match parsed {

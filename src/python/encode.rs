@@ -51,6 +51,8 @@ pub struct Encoder<'a, 'py> {
     stack: Vec<*mut ffi::PyObject>,
     /// The output holds lone surrogates (only without `strict_utf8`).
     pub has_surrogates: bool,
+    /// Where this thread's stack must stop growing.
+    stack_limit: usize,
 }
 
 impl<'a, 'py> Encoder<'a, 'py> {
@@ -70,6 +72,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
             newline_indent: vec![b'\n'],
             stack: Vec::new(),
             has_surrogates: false,
+            stack_limit: crate::stack::limit(),
         }
     }
 
@@ -118,7 +121,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     #[inline]
     fn enter(&mut self, obj: &Bound<'py, PyAny>) -> Result<(), SerError> {
-        if self.stack.len() >= MAX_DEPTH {
+        if self.stack.len() >= MAX_DEPTH || crate::stack::exhausted(self.stack_limit) {
             return Err(self.depth_error());
         }
         self.stack.push(obj.as_ptr());

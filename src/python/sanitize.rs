@@ -657,7 +657,7 @@ fn to_python_at<'py>(
     if rules == Rules::Json {
         return Ok(obj.clone());
     }
-    if depth > super::encode::MAX_DEPTH {
+    if depth > super::encode::MAX_DEPTH || crate::stack::exhausted(crate::stack::limit()) {
         return Err(SerErrorKind::TooDeep.into());
     }
     let child = |o: &Bound<'py, PyAny>, r: Rules, i: Segment<'_>| {
