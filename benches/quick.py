@@ -261,7 +261,11 @@ def _filesystem_of(path: Path) -> str:
 
 
 def build_profile() -> str:
-    """"release"/"debug" when the installed extension is the one in target/<profile>/."""
+    """"release" or "debug": of the extension this process loaded.
+
+    It is the build in ``target/<profile>/`` when it is a copy of one; otherwise a Rust debug
+    build is recognised by its overflow-check panic messages (release builds have none).
+    """
     so = Path(atomicjson._core.__file__)
     try:
         data = so.read_bytes()
@@ -274,7 +278,7 @@ def build_profile() -> str:
                 return profile
         except OSError:
             continue
-    return "unknown (not a build of this tree's target/)"
+    return "debug" if b"attempt to add with overflow" in data else "release"
 
 
 def machine_description(write_dir: Optional[Path] = None) -> List[str]:
@@ -301,7 +305,8 @@ def machine_description(write_dir: Optional[Path] = None) -> List[str]:
         f"machine: {cpu}, {os.cpu_count()} CPUs, {mem} RAM, "
         f"{platform.system()} {platform.release()}",
         f"python: {platform.python_implementation()} {platform.python_version()}; "
-        f"atomicjson {atomicjson.__version__} ({build_profile()} build); "
+        f"atomicjson {atomicjson.__version__} ({build_profile()} build, "
+        f"{Path(atomicjson._core.__file__).parent}); "
         f"orjson {getattr(orjson, '__version__', 'not installed')}",
     ]
     if write_dir is not None:
@@ -627,6 +632,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rounds, per_round = 6, {"small": 40}
         print("# atomicjson quick benchmark" + (" (smoke: figures meaningless)"
                                                   if args.smoke else ""))
+        if build_profile() == "debug" and not args.smoke:
+            print("\n**warning: a debug build of the extension: its figures mean nothing; "
+                  "build with `maturin develop --release`**")
         print()
         for line in machine_description(work_dir):
             print(f"- {line}")

@@ -709,6 +709,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "to read the ratios.")
     md.append("")
     md += [f"- {line}" for line in machine]
+    if quick.build_profile() == "debug":
+        md.append("- **warning: a debug build of the extension: these figures mean nothing; "
+                  "build with `maturin develop --release`**")
     md.append(f"- documents (`benches/documents.py`, canonical size): {sizes}"
               + ("" if args.no_huge or "memory" not in sections else ", and ~200 MB for memory"))
     md.append("")

@@ -260,6 +260,29 @@ impl Encoding {
     }
 }
 
+/// `lock::acquire`, creating the lock file's missing directory first like the legacy helper
+/// did (the lock file is the first entry of a new run directory).
+fn acquire_creating_dir(
+    lock_path: &Path,
+    owner: u64,
+    timeout: Option<Duration>,
+    check: &mut dyn FnMut() -> Result<(), Failure>,
+) -> Result<LockGuard, Failure> {
+    match lock::acquire(lock_path, owner, timeout, check) {
+        Err(Failure::Core(Error::Io {
+            step: Step::OpenLock,
+            source,
+            ..
+        })) if source.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = lock_path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(Step::CreateDir, dir, e))?;
+            }
+            lock::acquire(lock_path, owner, timeout, check)
+        }
+        other => other,
+    }
+}
+
 /// How a file is written: lock wait, fsyncs, and who owns the lock.
 struct WriteOptions {
     timeout: Option<Duration>,
@@ -275,23 +298,12 @@ fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) ->
     py.detach(|| -> Result<(), Failure> {
         let _guard = if how.locked {
             let lock_path = lock::lock_path_for(path)?;
-            let acquire = || lock::acquire(&lock_path, owner, how.timeout, &mut check_signals);
-            match acquire() {
-                // Like the legacy helper, create the missing directory (the lock file is its
-                // first entry), then try again.
-                Err(Failure::Core(Error::Io {
-                    step: Step::OpenLock,
-                    source,
-                    ..
-                })) if source.kind() == std::io::ErrorKind::NotFound => {
-                    if let Some(dir) = lock_path.parent() {
-                        std::fs::create_dir_all(dir)
-                            .map_err(|e| Error::io(Step::CreateDir, dir, e))?;
-                    }
-                    Some(acquire()?)
-                }
-                other => Some(other?),
-            }
+            Some(acquire_creating_dir(
+                &lock_path,
+                owner,
+                how.timeout,
+                &mut check_signals,
+            )?)
         } else {
             None
         };
@@ -512,7 +524,7 @@ impl FileLock {
             check_signals()
         };
         let guard = py
-            .detach(|| lock::acquire(&self.lock_path, self.owner, self.timeout, &mut check))
+            .detach(|| acquire_creating_dir(&self.lock_path, self.owner, self.timeout, &mut check))
             .map_err(|f: Failure| f.into_pyerr(py))?;
         if let Ok(mut slot) = self.guard.lock() {
             *slot = Some(guard);
