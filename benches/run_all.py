@@ -82,7 +82,8 @@ def bars_from_rows(rows: Sequence[Row]) -> List[Bar]:
         if r.bar is None:
             continue
         op, threshold, text = r.bar
-        what = f"{r.subject} {r.doc} vs {r.reference}: {text}"
+        what = (f"{r.subject} {r.doc}" if r.section == r.subject else
+                f"{r.section}: {r.subject} {r.doc}") + f" vs {r.reference}: {text}"
         out.append(Bar(what, r.ratio, op, threshold, r.ratio_text()))
     return out
 

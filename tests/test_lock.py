@@ -1,0 +1,228 @@
+"""The lock itself: holders, fork, threads, close-on-exec, Ctrl-C, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import atomicjson
+import atomicjson.aio
+from conftest import run_python, temp_files
+
+
+def test_lock_holders_names_the_holding_process(tmp_path: Path, hold_lock) -> None:
+    target = tmp_path / "a.json"
+    assert atomicjson.lock_holders(target) in ([], None)
+    with hold_lock(tmp_path / "a.lock") as holder:
+        holders = atomicjson.lock_holders(target)
+        if holders is None:
+            pytest.skip("/proc/locks is not available")
+        assert [pid for pid, _ in holders] == [holder.pid]
+        assert "fcntl" in (holders[0][1] or "")
+
+
+def test_lock_is_reentrant_in_one_thread_and_exclusive_between_threads(tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    got_it = threading.Event()
+    with atomicjson.lock(target):
+        with atomicjson.lock(target, timeout=0):  # same thread: re-entrant
+            atomicjson.write_json(target, {"x": 1})
+        assert atomicjson.read_json(target) == {"x": 1}
+
+        def other() -> None:
+            with atomicjson.lock(target, timeout=5):
+                got_it.set()
+
+        t = threading.Thread(target=other)
+        t.start()
+        time.sleep(0.3)
+        assert not got_it.is_set()  # another thread waits like another process
+    t.join(5)
+    assert got_it.is_set()
+
+
+def test_lock_descriptor_is_not_inherited_by_exec(tmp_path: Path) -> None:
+    target = tmp_path / "e.json"
+    with atomicjson.lock(target):
+        # A child started while the lock is held must not keep it after the parent releases.
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    try:
+        with atomicjson.lock(target, timeout=0):
+            pass
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_forked_child_does_not_keep_the_parents_lock(tmp_path: Path) -> None:
+    code = """
+        import os, sys, time, atomicjson
+        target = sys.argv[1]
+        held = atomicjson.lock(target)
+        held.acquire()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            # The child may take the lock itself once the parent lets go.
+            os.write(w, b"forked")
+            with atomicjson.lock(target, timeout=10):
+                os.write(w, b" child-locked")
+            os._exit(0)
+        os.close(w)
+        assert os.read(r, 6) == b"forked"
+        time.sleep(0.2)
+        held.release()          # the child's inherited copy must not keep the lock alive
+        data = b""
+        while True:
+            chunk = os.read(r, 100)
+            if not chunk:
+                break
+            data += chunk
+        os.waitpid(pid, 0)
+        # And the parent can lock again while the (exited) child is gone.
+        with atomicjson.lock(target, timeout=0):
+            pass
+        print(data.decode().strip())
+    """
+    proc = run_python(code, str(tmp_path / "f.json"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "child-locked"
+
+
+def test_forked_child_releasing_does_not_unlock_the_parent(tmp_path: Path) -> None:
+    code = """
+        import os, sys, atomicjson
+        target = sys.argv[1]
+        with atomicjson.lock(target):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)          # exits holding an inherited copy of the descriptor
+            os.waitpid(pid, 0)
+            import subprocess
+            other = subprocess.run([sys.executable, "-c",
+                "import sys, atomicjson\\n"
+                "try:\\n"
+                "    atomicjson.write_json(sys.argv[1], 1, lock_timeout=0)\\n"
+                "    print('got it')\\n"
+                "except atomicjson.LockTimeoutError:\\n"
+                "    print('excluded')", target], capture_output=True, text=True)
+            print(other.stdout.strip())
+    """
+    proc = run_python(code, str(tmp_path / "g.json"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "excluded"
+
+
+def test_ctrl_c_interrupts_a_waiting_call_and_leaves_no_lock(tmp_path: Path, hold_lock) -> None:
+    code = """
+        import sys, time, atomicjson
+        print("waiting", flush=True)
+        try:
+            atomicjson.write_json(sys.argv[1], {"x": 1}, lock_timeout=None)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        # No lock of ours is left behind: the holder still has it, we can time out cleanly.
+        try:
+            atomicjson.write_json(sys.argv[1], {"x": 1}, lock_timeout=0)
+        except atomicjson.LockTimeoutError:
+            print("still excluded", flush=True)
+    """
+    with hold_lock(tmp_path / "c.lock"):
+        env = dict(os.environ)
+        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(tmp_path / "c.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - sent
+    assert out.split() == ["interrupted", "still", "excluded"], err
+    assert elapsed < 5
+    assert not (tmp_path / "c.json").exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_aio_tasks_exclude_each_other_and_do_not_block_the_loop(tmp_path: Path) -> None:
+    target = tmp_path / "aio.json"
+
+    async def main() -> None:
+        inside = 0
+        overlaps = 0
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        async def worker(i: int) -> None:
+            nonlocal inside, overlaps
+            for _ in range(10):
+                async with atomicjson.aio.lock(target, timeout=30):
+                    inside += 1
+                    overlaps += inside > 1
+                    await asyncio.sleep(0.002)  # other tasks run meanwhile
+                    inside -= 1
+                await atomicjson.aio.update_json(
+                    target, lambda d: {**d, "n": d.get("n", 0) + 1}, default={})
+
+        tick = asyncio.ensure_future(ticker())
+        await asyncio.gather(*(worker(i) for i in range(6)))
+        tick.cancel()
+        assert overlaps == 0
+        assert ticks > 20  # the loop kept running while tasks waited for the lock
+        assert (await atomicjson.aio.read_json(target)) == {"n": 60}
+
+    asyncio.run(main())
+
+
+def test_aio_cancelled_waiter_leaves_no_lock_and_no_temp(tmp_path: Path, hold_lock) -> None:
+    target = tmp_path / "cancel.json"
+
+    async def main() -> None:
+        task = asyncio.ensure_future(atomicjson.aio.write_json(target, {"x": 1}, lock_timeout=None))
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with hold_lock(tmp_path / "cancel.lock"):
+        asyncio.run(main())
+    time.sleep(0.2)  # the worker thread gives up within its 50 ms check interval
+    with atomicjson.lock(target, timeout=0):
+        pass
+    assert not target.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_aio_two_loops_in_two_threads_exclude_each_other(tmp_path: Path) -> None:
+    target = tmp_path / "loops.json"
+    atomicjson.write_json(target, {"n": 0})
+
+    def run_loop() -> None:
+        async def body() -> None:
+            for _ in range(25):
+                await atomicjson.aio.update_json(target, lambda d: {"n": d["n"] + 1})
+        asyncio.run(body())
+
+    threads = [threading.Thread(target=run_loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert json.loads(target.read_text()) == {"n": 50}
