@@ -226,3 +226,18 @@ def test_aio_two_loops_in_two_threads_exclude_each_other(tmp_path: Path) -> None
     for t in threads:
         t.join(60)
     assert json.loads(target.read_text()) == {"n": 50}
+
+
+def test_long_wait_logs_one_warning_naming_the_holder(tmp_path: Path, hold_lock, caplog) -> None:
+    atomicjson.set_lock_wait_warning(0.2)
+    try:
+        with hold_lock(tmp_path / "slow.lock") as holder, caplog.at_level("WARNING", "atomicjson"):
+            with pytest.raises(atomicjson.LockTimeoutError):
+                atomicjson.write_json(tmp_path / "slow.json", {}, lock_timeout=0.6)
+    finally:
+        atomicjson.set_lock_wait_warning(5.0)
+    warnings = [r for r in caplog.records if r.name == "atomicjson"]
+    assert len(warnings) == 1
+    assert "slow.lock" in warnings[0].getMessage()
+    if atomicjson.lock_holders(tmp_path / "slow.json") is not None:
+        assert str(holder.pid) in warnings[0].getMessage()

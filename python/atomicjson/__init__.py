@@ -50,6 +50,7 @@ __all__ = [
     "lock",
     "FileLock",
     "lock_path_for",
+    "set_lock_wait_warning",
     "lock_holders",
     "cleanup_temp_files",
     "read_json",
@@ -128,6 +129,13 @@ def lock(path: PathArg, *, timeout: Optional[float] = 30.0) -> FileLock:
     deadlock. ``timeout=None`` waits forever, ``0`` tries once.
     """
     return _core.FileLock(path, timeout=timeout)
+
+
+def set_lock_wait_warning(seconds: Optional[float]) -> None:
+    """Log one warning on the ``atomicjson`` logger, naming the holders, when a lock wait lasts
+    longer than ``seconds`` (5 by default; ``None`` turns it off), so that a stuck pipeline
+    explains itself before its timeout."""
+    _core.set_lock_wait_warning(seconds)
 
 
 def lock_path_for(path: PathArg) -> str:

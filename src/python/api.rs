@@ -4,9 +4,9 @@
 //! the write, the fsyncs and the rename.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -44,9 +44,64 @@ impl Failure {
     }
 }
 
-/// Lets a waiting call notice Ctrl-C: re-takes the GIL briefly and runs the signal handlers.
-fn check_signals() -> Result<(), Failure> {
-    Python::attach(|py| py.check_signals()).map_err(Failure::Py)
+/// A wait longer than this (milliseconds) logs one warning naming the holders.
+static WAIT_WARNING_MS: AtomicU64 = AtomicU64::new(5000);
+
+/// Set after how many seconds a lock wait logs a warning on the `atomicjson` logger
+/// (`None` or `inf` turns it off).
+#[pyfunction]
+#[pyo3(signature = (seconds))]
+pub fn set_lock_wait_warning(seconds: Option<f64>) -> PyResult<()> {
+    let ms = match seconds {
+        None => u64::MAX,
+        Some(s) if s.is_nan() || s < 0.0 => {
+            return Err(PyValueError::new_err("the threshold must be >= 0 or None"))
+        }
+        Some(s) => (s * 1000.0).min(u64::MAX as f64) as u64,
+    };
+    WAIT_WARNING_MS.store(ms, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Called every few milliseconds while a lock wait goes on (GIL released): lets the wait
+/// notice Ctrl-C, and once it has lasted long, explains itself on the `atomicjson` logger.
+struct WaitWatch<'a> {
+    lock_path: &'a Path,
+    started: Instant,
+    warned: bool,
+}
+
+impl<'a> WaitWatch<'a> {
+    fn new(lock_path: &'a Path) -> Self {
+        WaitWatch {
+            lock_path,
+            started: Instant::now(),
+            warned: false,
+        }
+    }
+
+    fn check(&mut self) -> Result<(), Failure> {
+        Python::attach(|py| py.check_signals()).map_err(Failure::Py)?;
+        let threshold = WAIT_WARNING_MS.load(Ordering::Relaxed);
+        if !self.warned && self.started.elapsed().as_millis() >= u128::from(threshold) {
+            self.warned = true;
+            let holders = lock::lock_holders(self.lock_path);
+            let message = format!(
+                "waiting for lock {} for {:.1} s; {}",
+                self.lock_path.display(),
+                self.started.elapsed().as_secs_f64(),
+                holders
+            );
+            // Logging must never break the wait.
+            let _ = Python::attach(|py| -> PyResult<()> {
+                py.import("logging")?
+                    .call_method1("getLogger", ("atomicjson",))?
+                    .call_method1("warning", (message,))?;
+                Ok(())
+            });
+        }
+        Ok(())
+    }
 }
 
 fn timeout_from(seconds: Option<f64>) -> PyResult<Option<Duration>> {
@@ -298,11 +353,12 @@ fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) ->
     py.detach(|| -> Result<(), Failure> {
         let _guard = if how.locked {
             let lock_path = lock::lock_path_for(path)?;
+            let mut watch = WaitWatch::new(&lock_path);
             Some(acquire_creating_dir(
                 &lock_path,
                 owner,
                 how.timeout,
-                &mut check_signals,
+                &mut || watch.check(),
             )?)
         } else {
             None
@@ -517,11 +573,12 @@ impl FileLock {
             return Err(PyRuntimeError::new_err("this FileLock is already held"));
         }
         let cancelled = &self.cancelled;
+        let mut watch = WaitWatch::new(&self.lock_path);
         let mut check = || {
             if cancelled.load(Ordering::Relaxed) {
                 return Err(Failure::Py(PyRuntimeError::new_err("lock wait cancelled")));
             }
-            check_signals()
+            watch.check()
         };
         let guard = py
             .detach(|| acquire_creating_dir(&self.lock_path, self.owner, self.timeout, &mut check))
