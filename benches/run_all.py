@@ -519,7 +519,7 @@ def draw_chart(path: Path, ser_rows: List[Row], write_rows: List[Row],
             vals.append(r.ratio or 0)
     ax.bar(range(len(vals)), vals, color=colors["atomicjson"])
     ax.set_xticks(range(len(vals)))
-    ax.set_xticklabels(labels, fontsize=6)
+    ax.set_xticklabels(labels, fontsize=6, rotation=60, ha="right")
     ax.axhline(1, color="black", lw=0.8)
     ax.set_title("dumps / read_json / loads: x faster than json")
 
@@ -598,6 +598,7 @@ def draw_chart(path: Path, ser_rows: List[Row], write_rows: List[Row],
             title = ax.get_title()
             ax.clear()
             _empty(ax, title)
+    axes[1][2].axis("off")  # unused
     fig.suptitle(f"atomicjson benchmarks, {time.strftime('%Y-%m-%d')} — ratios from one run")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
