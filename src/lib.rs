@@ -6,6 +6,7 @@
 pub mod atomic_write;
 pub mod errors;
 pub mod format;
+pub mod holder_record;
 pub mod lock;
 pub mod read;
 pub mod stack;

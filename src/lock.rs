@@ -489,7 +489,7 @@ pub fn acquire<E: From<Error>>(
                 (None, _) => Err(Error::LockTimeout {
                     lock_path: lock_path.to_path_buf(),
                     timeout: timeout.unwrap_or_default(),
-                    holders: holders.unwrap_or_else(|| lock_holders(lock_path)),
+                    holders: holders.unwrap_or_else(|| holders_of_held_lock(lock_path)),
                 }
                 .into()),
             }
@@ -512,11 +512,12 @@ fn timeout_error(lock_path: &Path, timeout: Duration) -> Error {
     Error::LockTimeout {
         lock_path: lock_path.to_path_buf(),
         timeout,
-        holders: lock_holders(lock_path),
+        holders: holders_of_held_lock(lock_path),
     }
 }
 
 fn register(key: Key, owner: u64, fd: TrackedFd) -> u64 {
+    crate::holder_record::write(fd.raw());
     let id = next_id();
     with_registry(|registry| {
         registry.held.entry(key).or_default().push(Held {
@@ -665,7 +666,7 @@ fn wait<E>(
             }
         };
         if holders.is_none() && read_holders_at.is_some_and(|t| now >= t) {
-            *holders = Some(lock_holders(lock_path));
+            *holders = Some(holders_of_held_lock(lock_path));
         }
         if now >= next_check {
             if let Err(err) = check_interrupt() {
@@ -753,6 +754,12 @@ pub enum Holders {
     Known(Vec<Holder>),
     /// Why the holders cannot be known.
     Unknown(String),
+    /// `/proc/locks` could not name the holder (it runs on another machine of a shared file
+    /// system, or another OS) but it left a record in the lock file; `why` says what failed.
+    Recorded {
+        record: crate::holder_record::Record,
+        why: String,
+    },
 }
 
 impl fmt::Display for Holders {
@@ -775,6 +782,7 @@ impl fmt::Display for Holders {
                 Ok(())
             }
             Holders::Unknown(why) => write!(f, "holder unknown: {why}"),
+            Holders::Recorded { record, why } => write!(f, "{why}; {record}"),
         }
     }
 }
@@ -784,6 +792,31 @@ impl fmt::Display for Holders {
 /// `/proc/<pid>/cmdline`. The pid is the process that took the lock; a child that inherited
 /// the descriptor is not listed. `Unknown` where `/proc/locks` is unreadable or absent.
 pub fn lock_holders(lock_path: &Path) -> Holders {
+    match proc_holders(lock_path) {
+        Holders::Unknown(why) => match crate::holder_record::read(lock_path) {
+            Some(record) => Holders::Recorded { record, why },
+            None => Holders::Unknown(why),
+        },
+        known => known,
+    }
+}
+
+/// The holders for a timeout: the lock is held, so when `/proc/locks` names nobody the holder
+/// is elsewhere and its record (if any) is the best information there is.
+fn holders_of_held_lock(lock_path: &Path) -> Holders {
+    match lock_holders(lock_path) {
+        Holders::Known(list) if list.is_empty() => match crate::holder_record::read(lock_path) {
+            Some(record) => Holders::Recorded {
+                record,
+                why: "no holder on this machine in /proc/locks".to_owned(),
+            },
+            None => Holders::Known(list),
+        },
+        other => other,
+    }
+}
+
+fn proc_holders(lock_path: &Path) -> Holders {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let meta = match std::fs::metadata(lock_path) {
@@ -986,7 +1019,7 @@ mod tests {
                         "{holders}"
                     )
                 }
-                Holders::Unknown(why) => panic!("{why}"),
+                other => panic!("{other}"),
             },
             other => panic!("{other}"),
         }
@@ -1105,7 +1138,7 @@ mod tests {
                     "{shown}"
                 );
             }
-            Holders::Unknown(why) => panic!("{why}"),
+            other => panic!("{other}"),
         }
         let err = get(&path, 1, Some(Duration::from_millis(20))).unwrap_err();
         assert!(err.to_string().contains(&format!("pid {pid}")), "{err}");

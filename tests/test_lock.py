@@ -241,3 +241,41 @@ def test_long_wait_logs_one_warning_naming_the_holder(tmp_path: Path, hold_lock,
     assert "slow.lock" in warnings[0].getMessage()
     if atomicjson.lock_holders(tmp_path / "slow.json") is not None:
         assert str(holder.pid) in warnings[0].getMessage()
+
+
+def test_holder_leaves_a_record_in_the_lock_file(tmp_path: Path) -> None:
+    target = tmp_path / "rec.json"
+    atomicjson.write_json(target, {"a": 1})
+    record = json.loads((tmp_path / "rec.lock").read_text())
+    assert record["pid"] == os.getpid()
+    assert record["host"] == os.uname().nodename
+    assert isinstance(record["argv"], list) and record["acquired"].endswith("Z")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0
+                    or subprocess.run(["which", "unshare"], capture_output=True).returncode != 0,
+                    reason="needs root and unshare to hide /proc/locks")
+def test_record_names_the_holder_where_proc_locks_cannot(tmp_path: Path) -> None:
+    """A waiter that cannot read /proc/locks (as on another machine of a shared file system)
+    still learns who holds the lock, from the record, marked as such."""
+    target = tmp_path / "remote.json"
+    code = (
+        "import subprocess, sys, atomicjson\n"
+        "subprocess.run(['mount', '-t', 'tmpfs', 'none', '/proc'], check=True)\n"
+        "print(atomicjson.lock_holders(sys.argv[1]))\n"
+        "try:\n"
+        "    atomicjson.write_json(sys.argv[1], 1, lock_timeout=0)\n"
+        "except atomicjson.LockTimeoutError as e:\n"
+        "    print(e.holders, '|', e.recorded_holder)\n"
+    )
+    with atomicjson.lock(target):
+        env = dict(os.environ)
+        proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c",
+                               code, str(target)], capture_output=True, text=True, env=env,
+                              timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed, timeout_line = proc.stdout.strip().splitlines()
+    assert f"({os.getpid()}, " in listed and "recorded by the holder" in listed
+    holders, recorded = timeout_line.split(" | ")
+    assert holders == "None"
+    assert f"pid {os.getpid()}" in recorded and "recorded by the holder" in recorded

@@ -510,6 +510,11 @@ pub fn lock_holders<'py>(
             }
             Some(out)
         }
+        lock::Holders::Recorded { record, .. } => {
+            let out = PyList::empty(py);
+            out.append((record.pid, Some(record.to_string())))?;
+            Some(out)
+        }
         lock::Holders::Unknown(_) => None,
     };
     Ok((list, detail))

@@ -228,6 +228,11 @@ pub fn core_error(py: Python<'_>, err: Error) -> PyErr {
             let _ = attrs.set_item("lock_path", lock_path);
             let _ = attrs.set_item("timeout", timeout.as_secs_f64());
             let _ = attrs.set_item("holders", holders_to_py(py, holders));
+            let recorded = match holders {
+                Holders::Recorded { record, .. } => Some(record.to_string()),
+                _ => None,
+            };
+            let _ = attrs.set_item("recorded_holder", recorded);
             make(
                 py,
                 "lock_timeout",
@@ -254,7 +259,7 @@ pub fn core_error(py: Python<'_>, err: Error) -> PyErr {
 pub fn holders_to_py<'py>(py: Python<'py>, holders: &Holders) -> Option<Bound<'py, PyList>> {
     match holders {
         Holders::Known(list) => PyList::new(py, list.iter().map(|h| h.pid)).ok(),
-        Holders::Unknown(_) => None,
+        Holders::Unknown(_) | Holders::Recorded { .. } => None,
     }
 }
 

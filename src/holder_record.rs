@@ -1,0 +1,142 @@
+//! A small note of who holds a lock, written into the lock file once the lock is held.
+//!
+//! `/proc/locks` names the holder only on the holder's own machine. On a shared file system the
+//! waiter may run elsewhere, so the holder also writes pid, host, program and time into the
+//! sidecar. It is information, never relied on for correctness: a legacy writer opening the
+//! file with `open(path, 'w')` wipes it, and a read-only lock file gets none.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Records longer than this are not ours (or were cut by a legacy `open('w')` race).
+const MAX_RECORD: u64 = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub pid: u32,
+    pub host: String,
+    pub argv: Vec<String>,
+    /// When the lock was taken, RFC 3339 in UTC.
+    pub acquired: String,
+}
+
+impl Record {
+    pub fn of_this_process() -> Record {
+        Record {
+            pid: std::process::id(),
+            host: host_name(),
+            argv: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            acquired: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let value = serde_json::json!({
+            "pid": self.pid,
+            "host": self.host,
+            "argv": self.argv,
+            "acquired": self.acquired,
+        });
+        let mut out = serde_json::to_vec(&value).expect("a JSON value always serializes");
+        out.push(b'\n');
+        out
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Option<Record> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        Some(Record {
+            pid: u32::try_from(value.get("pid")?.as_u64()?).ok()?,
+            host: value.get("host")?.as_str()?.to_owned(),
+            argv: value
+                .get("argv")?
+                .as_array()?
+                .iter()
+                .map(|a| a.as_str().map(str::to_owned))
+                .collect::<Option<_>>()?,
+            acquired: value.get("acquired")?.as_str()?.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid {} on {} ({}) since {}, recorded by the holder",
+            self.pid,
+            self.host,
+            self.argv.join(" "),
+            self.acquired
+        )
+    }
+}
+
+/// Replace the lock file's content with this process's record. Best effort: a read-only
+/// descriptor or a full disk only means no record.
+pub fn write(fd: RawFd) {
+    // SAFETY: the descriptor stays owned by the lock registry; ManuallyDrop never closes it.
+    let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+    let record = Record::of_this_process().to_json();
+    let _ = file
+        .write_all_at(&record, 0)
+        .and_then(|()| file.set_len(record.len() as u64));
+}
+
+/// The record in a lock file, if there is a valid one.
+pub fn read(lock_path: &Path) -> Option<Record> {
+    let file = File::open(lock_path).ok()?;
+    if file.metadata().ok()?.len() > MAX_RECORD {
+        return None;
+    }
+    let mut buf = Vec::new();
+    io::Read::read_to_end(&mut &file, &mut buf).ok()?;
+    Record::from_json(&buf)
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown host".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn record_round_trips_and_replaces_old_content() {
+        let path = std::env::temp_dir().join(format!("aj-record-{}.lock", std::process::id()));
+        std::fs::write(&path, vec![b'x'; 100]).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        write(file.as_raw_fd());
+        let record = read(&path).expect("a record");
+        assert_eq!(record.pid, std::process::id());
+        assert!(!record.host.is_empty());
+        assert!(record.to_string().contains("recorded by the holder"));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn garbage_is_no_record() {
+        assert_eq!(Record::from_json(b"not json"), None);
+        assert_eq!(Record::from_json(b"{\"pid\": -1}"), None);
+    }
+}
