@@ -757,7 +757,7 @@ pub enum Holders {
     /// `/proc/locks` could not name the holder (it runs on another machine of a shared file
     /// system, or another OS) but it left a record in the lock file; `why` says what failed.
     Recorded {
-        record: crate::holder_record::Record,
+        record: Box<crate::holder_record::Record>,
         why: String,
     },
 }
@@ -794,7 +794,10 @@ impl fmt::Display for Holders {
 pub fn lock_holders(lock_path: &Path) -> Holders {
     match proc_holders(lock_path) {
         Holders::Unknown(why) => match crate::holder_record::read(lock_path) {
-            Some(record) => Holders::Recorded { record, why },
+            Some(record) => Holders::Recorded {
+                record: Box::new(record),
+                why,
+            },
             None => Holders::Unknown(why),
         },
         known => known,
@@ -807,7 +810,7 @@ fn holders_of_held_lock(lock_path: &Path) -> Holders {
     match lock_holders(lock_path) {
         Holders::Known(list) if list.is_empty() => match crate::holder_record::read(lock_path) {
             Some(record) => Holders::Recorded {
-                record,
+                record: Box::new(record),
                 why: "no holder on this machine in /proc/locks".to_owned(),
             },
             None => Holders::Known(list),
