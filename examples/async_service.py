@@ -10,6 +10,9 @@ The service here: clients send events; a handler appends each one to a per-clien
 task measures how long the event loop is ever blocked.
 
     python examples/async_service.py
+
+``atomicjson.aio`` offers the same calls as coroutines (with each task its own lock owner);
+this example shows the plain ``asyncio.to_thread`` route, which works with any callable.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ from atomicjson._errors import AtomicJsonError, JSONDecodeError, LockTimeoutErro
 
 PROG = "atomicjson"
 
-#: The temp files of atomicjson's atomic writes: ``.{name}.{random}.tmp`` next to the target.
-TEMP_FILE_RE = re.compile(r"^\.(?P<name>.+)\.(?P<random>[A-Za-z0-9_-]+)\.tmp$")
+#: The temp files of atomicjson's atomic writes, next to the target:
+#: ``.{name}.{random}.tmp`` with 16 lowercase hex digits of randomness.
+TEMP_FILE_RE = re.compile(r"^\.(?P<name>.+)\.(?P<random>[0-9a-f]{16})\.tmp$")
 
 
 class CLIError(Exception):
@@ -909,8 +910,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="also list the free lock files")
     p.set_defaults(func=cmd_locks)
 
-    p = _command(sub, "clean", "Remove atomicjson's orphaned temp files (.NAME.RANDOM.tmp) "
-                 "under DIR.",
+    p = _command(sub, "clean", "Remove atomicjson's orphaned temp files (.NAME.RANDOM.tmp, "
+                 "RANDOM 16 hex digits) under DIR.",
                  "atomicjson clean /data/runs --older-than 1h --dry-run")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--older-than", dest="older_than_text", default="1h", metavar="AGE",
