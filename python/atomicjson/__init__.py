@@ -151,9 +151,11 @@ def lock_holders(path: PathArg) -> Optional[list]:
 
 
 def cleanup_temp_files(directory: PathArg, *, older_than: float = 3600.0) -> list:
-    """Remove this library's temp files in ``directory`` that no live writer owns and that are
-    older than ``older_than`` seconds (left behind by writers killed mid-write). Returns the
-    removed paths."""
+    """Remove this library's temp files directly in ``directory`` (not in subdirectories;
+    ``atomicjson clean`` walks them) that are older than ``older_than`` seconds and that no live
+    writer owns, i.e. files left behind by writers killed mid-write. Temp files are named
+    ``.{name}.{16 hex digits}.tmp``; a live writer holds an ``flock`` on its temp file, so a
+    file whose lock can be taken is an orphan. Returns the removed paths."""
     return [os.fspath(p) for p in _core.cleanup_temp_files(directory, older_than)]
 
 
