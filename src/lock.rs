@@ -321,6 +321,8 @@ pub struct LockGuard {
     key: Key,
     id: u64,
     lock_path: PathBuf,
+    /// Delete the lock file when this guard's release is the last one (see `acquire_removable`).
+    remove_on_release: bool,
 }
 
 impl LockGuard {
@@ -352,6 +354,12 @@ impl Drop for LockGuard {
             }
             Some(entry)
         });
+        // Still holding the lock: nobody else can be between opening and locking this inode
+        // with the belief that it is the lock file, so unlinking now is safe (waiters that
+        // opened it re-check after acquiring, see `acquire_removable`).
+        if released.is_some() && self.remove_on_release {
+            let _ = std::fs::remove_file(&self.lock_path);
+        }
         // Closing the descriptor (outside the registry lock) releases the lock. The entry is
         // gone from `held` first, so the next holder in this process registers afresh.
         drop(released);
@@ -423,6 +431,7 @@ pub fn acquire<E: From<Error>>(
         key,
         id,
         lock_path: lock_path.to_path_buf(),
+        remove_on_release: false,
     };
 
     let reentered = with_registry(|registry| {
@@ -494,6 +503,32 @@ pub fn acquire<E: From<Error>>(
                 .into()),
             }
         }
+    }
+}
+
+/// Like [`acquire`], for callers that want the lock file deleted on release (opt-in).
+///
+/// Deleting a lock file naively breaks exclusion: a waiter that opened the old file locks it
+/// after the release, while a newcomer creates and locks a new file. So after acquiring, the
+/// locked descriptor's device and inode are compared with what the path names now; if the file
+/// was removed or replaced in between, the lock is dropped and taken again on the new file. The
+/// file is unlinked by the last release while the lock is still held.
+pub fn acquire_removable<E: From<Error>>(
+    lock_path: &Path,
+    owner: u64,
+    timeout: Option<Duration>,
+    check_interrupt: &mut dyn FnMut() -> Result<(), E>,
+) -> Result<LockGuard, E> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut guard = acquire(lock_path, owner, remaining.or(timeout), check_interrupt)?;
+        let current = std::fs::symlink_metadata(lock_path).map(|m| (m.dev(), m.ino()));
+        if matches!(current, Ok(key) if key == guard.key) {
+            guard.remove_on_release = true;
+            return Ok(guard);
+        }
+        drop(guard);
     }
 }
 
@@ -718,6 +753,7 @@ fn poll<E: From<Error>>(
                     key,
                     id,
                     lock_path: lock_path.to_path_buf(),
+                    remove_on_release: false,
                 });
             }
             Err(err) if is_contention(&err) => {}

@@ -37,6 +37,8 @@ def _tracked(default, raised):
     def tracked(obj):
         try:
             return default(obj)
+        except RecursionError:
+            raise  # the interpreter's stack running out under default, not default's own error
         except BaseException as e:
             raised.append(e)
             raise
@@ -147,7 +149,8 @@ def test_write_dumps_writes_exactly_dumps_encoded(scratch, obj, kwargs, name):
         else:  # from default: passes through
             assert type(err) is type(text_err)
         assert not target.exists()
-    assert temp_files(target.parent) == []
+    if target.parent.exists():
+        assert temp_files(target.parent) == []
 
 
 def test_write_dumps_keywords_and_replace(tmp_path):

@@ -279,3 +279,31 @@ def test_record_names_the_holder_where_proc_locks_cannot(tmp_path: Path) -> None
     holders, recorded = timeout_line.split(" | ")
     assert holders == "None"
     assert f"pid {os.getpid()}" in recorded and "recorded by the holder" in recorded
+
+
+def test_remove_lock_file_keeps_exclusion_and_leaves_no_lock_file(tmp_path: Path) -> None:
+    """Many processes take the lock with remove_lock_file=True: critical sections never
+    overlap (an O_EXCL marker proves it) and no lock file remains at the end."""
+    code = """
+        import os, sys, atomicjson
+        target, rounds = sys.argv[1], int(sys.argv[2])
+        marker = target + ".inside"
+        for i in range(rounds):
+            with atomicjson.lock(target, timeout=60, remove_lock_file=True):
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.close(fd)
+                n = atomicjson.read_json(target)["n"] if os.path.exists(target) else 0
+                atomicjson.write_json(target, {"n": n + 1}, remove_lock_file=True)
+                os.unlink(marker)
+        print("ok")
+    """
+    target = tmp_path / "removable.json"
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(target), "40"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "ok", err
+    assert json.loads(target.read_text()) == {"n": 320}
+    assert not (tmp_path / "removable.lock").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["removable.json"]

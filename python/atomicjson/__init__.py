@@ -80,7 +80,7 @@ FileLock = _core.FileLock
 
 
 def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] = 30.0,
-               durable: bool = True) -> None:
+               durable: bool = True, remove_lock_file: bool = False) -> None:
     """Write ``data`` to ``path`` as canonical JSON, atomically, under the exclusive lock.
 
     The bytes are exactly what the legacy ``_write_atomic_json_with_lock`` wrote: both
@@ -96,15 +96,20 @@ def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] = 30.0
 
     Raises :class:`SerializationError` (a ``TypeError`` or ``ValueError`` too) for data that
     cannot be written, naming where it sits (``$.folds[3].scores``); the file is then untouched.
+
+    ``remove_lock_file=True`` deletes the ``.lock`` file on release, safely for writers that
+    all use atomicjson (see :func:`lock`); keep the default where legacy writers share the file.
     """
-    _core.write_json(path, data, lock_timeout=lock_timeout, durable=durable)
+    _core.write_json(path, data, lock_timeout=lock_timeout, durable=durable,
+                     remove_lock_file=remove_lock_file)
 
 
 def write_bytes(path: PathArg, payload: bytes, *, lock_timeout: Optional[float] = 30.0,
-                durable: bool = True) -> None:
+                durable: bool = True, remove_lock_file: bool = False) -> None:
     """Replace ``path`` with ``payload`` under the same lock and atomic write as
     :func:`write_json`, for bytes the caller already has."""
-    _core.write_bytes(path, payload, lock_timeout=lock_timeout, durable=durable)
+    _core.write_bytes(path, payload, lock_timeout=lock_timeout, durable=durable,
+                      remove_lock_file=remove_lock_file)
 
 
 def canonical_bytes(data: Any) -> bytes:
@@ -118,7 +123,8 @@ def sanitize(data: Any) -> Any:
     return _core.sanitize(data)
 
 
-def lock(path: PathArg, *, timeout: Optional[float] = 30.0) -> FileLock:
+def lock(path: PathArg, *, timeout: Optional[float] = 30.0,
+         remove_lock_file: bool = False) -> FileLock:
     """A context manager holding the exclusive sidecar lock of ``path`` (the same ``.lock`` file
     the writers use), to guard other work with the same protocol::
 
@@ -127,8 +133,16 @@ def lock(path: PathArg, *, timeout: Optional[float] = 30.0) -> FileLock:
 
     Re-entrant within one thread: ``write_json`` on the same path inside the block does not
     deadlock. ``timeout=None`` waits forever, ``0`` tries once.
+
+    Lock files are kept by default: deleting one naively lets a waiter lock the deleted file
+    while a newcomer locks a new one. ``remove_lock_file=True`` deletes it safely on release:
+    after acquiring, the locked file is compared (device, inode) with what the path names now,
+    and the lock is taken again if the file was removed or replaced meanwhile; the file is
+    unlinked while still held. Use it only where every process touching the file uses
+    atomicjson (legacy helpers and ``flock(1)`` do not re-check), e.g. many short-lived output
+    directories that should not fill with ``.lock`` files.
     """
-    return _core.FileLock(path, timeout=timeout)
+    return _core.FileLock(path, timeout=timeout, remove_lock_file=remove_lock_file)
 
 
 def set_lock_wait_warning(seconds: Optional[float]) -> None:
@@ -221,7 +235,8 @@ def _current_or_default(path: PathArg, default: Any) -> Any:
 
 
 def update_json(path: PathArg, fn: Callable[[Any], Any], *, default: Any = None,
-                lock_timeout: Optional[float] = 30.0, durable: bool = True) -> Any:
+                lock_timeout: Optional[float] = 30.0, durable: bool = True,
+                remove_lock_file: bool = False) -> Any:
     """Read-modify-write without lost updates: hold the lock of ``path`` across reading the
     document, ``fn(current)`` and the atomic write of what ``fn`` returns (in canonical form).
 
@@ -232,7 +247,7 @@ def update_json(path: PathArg, fn: Callable[[Any], Any], *, default: Any = None,
         atomicjson.update_json("snapshot_index.json",
                                lambda index: {**index, run_id: entry}, default={})
     """
-    with lock(path, timeout=lock_timeout):
+    with lock(path, timeout=lock_timeout, remove_lock_file=remove_lock_file):
         new = fn(_current_or_default(path, default))
         _core.write_json(path, new, lock_timeout=lock_timeout, durable=durable)
         return new
@@ -254,10 +269,12 @@ class locked_json:
     """
 
     def __init__(self, path: PathArg, *, default: Any = None,
-                 lock_timeout: Optional[float] = 30.0, durable: bool = True) -> None:
+                 lock_timeout: Optional[float] = 30.0, durable: bool = True,
+                 remove_lock_file: bool = False) -> None:
         self._path = path
         self._default = default
-        self._lock = _core.FileLock(path, timeout=lock_timeout)
+        self._lock = _core.FileLock(path, timeout=lock_timeout,
+                                    remove_lock_file=remove_lock_file)
         self._lock_timeout = lock_timeout
         self._durable = durable
         #: The document written back on exit; assign to replace it.

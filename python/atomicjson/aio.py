@@ -52,9 +52,11 @@ class lock:
     """``async with atomicjson.aio.lock(path):`` holds the sidecar lock of ``path`` for the
     current task. ``timeout=None`` waits forever, ``0`` tries once."""
 
-    def __init__(self, path: PathArg, *, timeout: Optional[float] = 30.0) -> None:
+    def __init__(self, path: PathArg, *, timeout: Optional[float] = 30.0,
+                 remove_lock_file: bool = False) -> None:
         self._path = path
         self._timeout = timeout
+        self._remove_lock_file = remove_lock_file
         self._lock: Optional[_core.FileLock] = None
         self._pending: Optional[asyncio.Future] = None
 
@@ -65,6 +67,7 @@ class lock:
 
     async def __aenter__(self) -> "lock":
         self._lock = file_lock = _core.FileLock(self._path, timeout=self._timeout,
+                                                remove_lock_file=self._remove_lock_file,
                                                 owner=_task_owner())
         waiting = asyncio.get_running_loop().run_in_executor(_WAITERS, file_lock.acquire)
         try:

@@ -277,7 +277,8 @@ impl Encoding {
     }
 
     /// Encode, then write atomically (under the sidecar lock when `locked`).
-    #[pyo3(signature = (path, obj, *, lock_timeout=Some(30.0), durable=true, locked=true, owner=None))]
+    #[pyo3(signature = (path, obj, *, lock_timeout=Some(30.0), durable=true, locked=true,
+        remove_lock_file=false, owner=None))]
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
@@ -287,12 +288,14 @@ impl Encoding {
         lock_timeout: Option<f64>,
         durable: bool,
         locked: bool,
+        remove_lock_file: bool,
         owner: Option<u64>,
     ) -> PyResult<()> {
         let how = WriteOptions {
             timeout: timeout_from(lock_timeout)?,
             durable,
             locked,
+            remove_lock_file,
             owner,
         };
         if self.strict_utf8 {
@@ -321,9 +324,15 @@ fn acquire_creating_dir(
     lock_path: &Path,
     owner: u64,
     timeout: Option<Duration>,
+    remove_lock_file: bool,
     check: &mut dyn FnMut() -> Result<(), Failure>,
 ) -> Result<LockGuard, Failure> {
-    match lock::acquire(lock_path, owner, timeout, check) {
+    let acquire = if remove_lock_file {
+        lock::acquire_removable::<Failure>
+    } else {
+        lock::acquire::<Failure>
+    };
+    match acquire(lock_path, owner, timeout, check) {
         Err(Failure::Core(Error::Io {
             step: Step::OpenLock,
             source,
@@ -332,7 +341,7 @@ fn acquire_creating_dir(
             if let Some(dir) = lock_path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(Step::CreateDir, dir, e))?;
             }
-            lock::acquire(lock_path, owner, timeout, check)
+            acquire(lock_path, owner, timeout, check)
         }
         other => other,
     }
@@ -344,6 +353,8 @@ struct WriteOptions {
     durable: bool,
     /// Take the sidecar lock (`compat.write_atomic_json` writes without it, as the legacy did).
     locked: bool,
+    /// Delete the lock file on release (opt-in, see `lock::acquire_removable`).
+    remove_lock_file: bool,
     owner: Option<u64>,
 }
 
@@ -358,6 +369,7 @@ fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) ->
                 &lock_path,
                 owner,
                 how.timeout,
+                how.remove_lock_file,
                 &mut || watch.check(),
             )?)
         } else {
@@ -407,19 +419,22 @@ pub fn sanitize<'py>(
 
 /// Write `data` canonically to `path`, atomically, under the exclusive `.lock` sidecar.
 #[pyfunction]
-#[pyo3(signature = (path, data, *, lock_timeout=Some(30.0), durable=true, owner=None))]
+#[pyo3(signature = (path, data, *, lock_timeout=Some(30.0), durable=true, remove_lock_file=false,
+    owner=None))]
 pub fn write_json(
     py: Python<'_>,
     path: PathBuf,
     data: &Bound<'_, PyAny>,
     lock_timeout: Option<f64>,
     durable: bool,
+    remove_lock_file: bool,
     owner: Option<u64>,
 ) -> PyResult<()> {
     let how = WriteOptions {
         timeout: timeout_from(lock_timeout)?,
         durable,
         locked: true,
+        remove_lock_file,
         owner,
     };
     Encoding::canonical().write_to(py, path, data, how)
@@ -427,19 +442,22 @@ pub fn write_json(
 
 /// Write `payload` to `path` with the same lock and atomic replacement as `write_json`.
 #[pyfunction]
-#[pyo3(signature = (path, payload, *, lock_timeout=Some(30.0), durable=true, owner=None))]
+#[pyo3(signature = (path, payload, *, lock_timeout=Some(30.0), durable=true,
+    remove_lock_file=false, owner=None))]
 pub fn write_bytes(
     py: Python<'_>,
     path: PathBuf,
     payload: PyBackedBytes,
     lock_timeout: Option<f64>,
     durable: bool,
+    remove_lock_file: bool,
     owner: Option<u64>,
 ) -> PyResult<()> {
     let how = WriteOptions {
         timeout: timeout_from(lock_timeout)?,
         durable,
         locked: true,
+        remove_lock_file,
         owner,
     };
     write_locked(py, &path, &payload, how)
@@ -549,6 +567,7 @@ pub struct FileLock {
     lock_path: PathBuf,
     timeout: Option<Duration>,
     owner: u64,
+    remove_lock_file: bool,
     guard: Mutex<Option<LockGuard>>,
     cancelled: AtomicBool,
 }
@@ -556,17 +575,19 @@ pub struct FileLock {
 #[pymethods]
 impl FileLock {
     #[new]
-    #[pyo3(signature = (path, *, timeout=Some(30.0), owner=None))]
+    #[pyo3(signature = (path, *, timeout=Some(30.0), remove_lock_file=false, owner=None))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         timeout: Option<f64>,
+        remove_lock_file: bool,
         owner: Option<u64>,
     ) -> PyResult<FileLock> {
         Ok(FileLock {
             lock_path: lock::lock_path_for(&path).map_err(|e| core_error(py, e))?,
             timeout: timeout_from(timeout)?,
             owner: owner_or_thread(owner),
+            remove_lock_file,
             guard: Mutex::new(None),
             cancelled: AtomicBool::new(false),
         })
@@ -586,7 +607,15 @@ impl FileLock {
             watch.check()
         };
         let guard = py
-            .detach(|| acquire_creating_dir(&self.lock_path, self.owner, self.timeout, &mut check))
+            .detach(|| {
+                acquire_creating_dir(
+                    &self.lock_path,
+                    self.owner,
+                    self.timeout,
+                    self.remove_lock_file,
+                    &mut check,
+                )
+            })
             .map_err(|f: Failure| f.into_pyerr(py))?;
         if let Ok(mut slot) = self.guard.lock() {
             *slot = Some(guard);
