@@ -534,3 +534,18 @@ def test_dumps_on_plain_env_does_not_change_inputs():
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([os.path.abspath(__file__), "-q"])
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_errors_come_in_document_order(indent):
+    # json encodes key, value, key, value...: an error in an earlier value wins over a bad key
+    # that comes later in the same dict.
+    nan = float("nan")
+    cases = [
+        ({"a": [nan], (1,): 2}, {"allow_nan": False}),      # ValueError, not the key's TypeError
+        ({"a": {1}, nan: 2}, {"allow_nan": False}),          # TypeError, not the key's ValueError
+        ({"a": {1}, (1,): 2}, {}),
+        ({0: {"": None, 0: None}, math.inf: None}, {"sort_keys": True, "allow_nan": False}),
+    ]
+    for obj, kw in cases:
+        assert_same_as_json(obj, indent=indent, **kw)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from . import _core, _errors
-from . import read_json, write_json
+from . import loads, write_json
 from ._errors import AtomicJsonError
 
 __all__ = [
@@ -86,10 +86,15 @@ def canonical_json(obj: Any, *, indent: Optional[int] = None) -> str:
 
 
 def read_atomic_json(file_path: Any) -> Any:
-    """The parsed document, or ``None`` when the file is missing, unreadable or malformed."""
+    """The parsed document, or ``None`` when the file is missing, unreadable or malformed.
+
+    Like the legacy helper, the file is read as UTF-8 text: a UTF-8 BOM or a UTF-16 file gives
+    ``None`` (``read_json`` would detect those encodings and parse them)."""
     try:
-        return read_json(file_path)
-    except AtomicJsonError:
+        with open(file_path, "rb") as f:
+            text = f.read().decode("utf-8")
+        return loads(text)
+    except (OSError, ValueError):
         return None
 
 

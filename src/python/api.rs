@@ -14,7 +14,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::encode::{Encoder, Style};
-use super::errors::{core_error, decode_error};
+use super::errors::{core_error, decode_error, int_too_long_error, SerError, SerErrorKind};
 use super::objects::Builder;
 use super::sanitize::{to_python, Profile, Rules};
 use super::text::wtf8_to_str;
@@ -206,7 +206,7 @@ impl Encoding {
     fn new(
         rules: &str,
         indent: Option<&Bound<'_, PyAny>>,
-        separators: Option<(String, String)>,
+        separators: Option<&Bound<'_, PyAny>>,
         ensure_ascii: bool,
         allow_nan: bool,
         sort_keys: bool,
@@ -229,6 +229,22 @@ impl Encoding {
                 // json.dumps: ' ' * indent, so negative counts mean no spaces.
                 Err(_) => Some(vec![b' '; i.extract::<i64>()?.max(0) as usize]),
             },
+        };
+        // Any two-item sequence, as json.dumps unpacks it.
+        let separators = match separators {
+            Some(seq) if !seq.is_none() => {
+                let pair: Vec<String> = seq.extract()?;
+                match <[String; 2]>::try_from(pair) {
+                    Ok([item, key]) => Some((item, key)),
+                    Err(pair) => {
+                        return Err(PyValueError::new_err(format!(
+                            "separators must be two strings, got {}",
+                            pair.len()
+                        )))
+                    }
+                }
+            }
+            _ => None,
         };
         let (item, key) = match separators {
             Some((item, key)) => (item.into_bytes(), key.into_bytes()),
@@ -298,23 +314,16 @@ impl Encoding {
             remove_lock_file,
             owner,
         };
-        if self.strict_utf8 {
-            return self.write_to(py, path, obj, how);
+        let (bytes, has_surrogates) = self.encode_to_vec(py, obj, Some(&path))?;
+        if has_surrogates {
+            // Like `dumps(...).encode()`: the text is complete and valid, UTF-8 cannot hold it.
+            return Err(SerError::from(SerErrorKind::LoneSurrogate).into_pyerr(
+                py,
+                Some(&path),
+                false,
+            ));
         }
-        // Files are UTF-8: a json.dumps-style encoding must refuse lone surrogates here too.
-        let strict = Encoding {
-            rules: self.rules,
-            style: self.style.clone(),
-            sort_keys: self.sort_keys,
-            skipkeys: self.skipkeys,
-            allow_nan: self.allow_nan,
-            check_circular: self.check_circular,
-            extended: self.extended,
-            default: self.default.as_ref().map(|d| d.clone_ref(py)),
-            trailing_newline: self.trailing_newline,
-            strict_utf8: true,
-        };
-        strict.write_to(py, path, obj, how)
+        write_locked(py, &path, &bytes, how)
     }
 }
 
@@ -485,7 +494,9 @@ pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
         }
     });
     match parsed {
-        Ok(json) => Builder::new(py).build(&json),
+        Ok(json) => Builder::new(py)
+            .build(&json)
+            .map_err(|e| int_too_long_error(py, e, None)),
         Err(err) => Err(decode_error(py, &err, None)),
     }
 }
@@ -499,7 +510,9 @@ pub fn read_json<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyA
             .map(|bytes| read::parse(&bytes))
     });
     match parsed {
-        Ok(Ok(json)) => Builder::new(py).build(&json),
+        Ok(Ok(json)) => Builder::new(py)
+            .build(&json)
+            .map_err(|e| int_too_long_error(py, e, Some(&path))),
         Ok(Err(err)) => Err(decode_error(py, &err, Some(&path))),
         Err(err) => Err(core_error(py, err)),
     }

@@ -7,7 +7,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::errors::{SerError, SerErrorKind};
-use super::sanitize::{big_int_repr, classify, small_int, Entry, Node, Profile, Rules};
+use super::sanitize::{big_int_repr, classify, json_key, small_int, Entry, Node, Profile, Rules};
 use super::text::Text;
 use crate::format;
 
@@ -108,6 +108,14 @@ impl<'a, 'py> Encoder<'a, 'py> {
             } => {
                 self.enter(obj)?;
                 self.write_object(&entries, r, empty_source)?;
+                self.stack.pop();
+            }
+            Node::JsonObject {
+                items,
+                empty_source,
+            } => {
+                self.enter(obj)?;
+                self.write_json_object(&items, empty_source)?;
                 self.stack.pop();
             }
             Node::Redirect(target, r) => {
@@ -267,6 +275,35 @@ impl<'a, 'py> Encoder<'a, 'py> {
             self.out.extend_from_slice(&self.style.key_separator);
             self.encode(&entry.value, rules)
                 .map_err(|e| e.at_key(entry.key.bytes()))?;
+        }
+        self.close(b'}');
+        Ok(())
+    }
+
+    /// A dict under `json.dumps` rules: each key converted (or skipped) right before its value.
+    fn write_json_object(
+        &mut self,
+        items: &[(Bound<'py, PyAny>, Bound<'py, PyAny>)],
+        empty_source: bool,
+    ) -> Result<(), SerError> {
+        if empty_source {
+            self.out.extend_from_slice(b"{}");
+            return Ok(());
+        }
+        self.open(b'{');
+        let mut written = 0;
+        for (key, value) in items {
+            let Some(text) = json_key(key, self.profile)? else {
+                continue;
+            };
+            if written > 0 {
+                self.separate();
+            }
+            self.write_text(&text).map_err(|e| e.at_key(text.bytes()))?;
+            self.out.extend_from_slice(&self.style.key_separator);
+            self.encode(value, Rules::Json)
+                .map_err(|e| e.at_key(text.bytes()))?;
+            written += 1;
         }
         self.close(b'}');
         Ok(())

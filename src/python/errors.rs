@@ -25,6 +25,8 @@ pub enum SerErrorKind {
     TooDeep,
     LoneSurrogate,
     OutOfRangeFloat,
+    /// An int with more digits than Python converts to text (its message).
+    IntTooLong(String),
     /// An exception raised by the data's own code (`__str__`, `isoformat`, `default`, ...).
     Python(PyErr),
 }
@@ -148,6 +150,7 @@ impl SerError {
                 "Out of range float values are not JSON compliant".to_owned(),
                 None,
             ),
+            SerErrorKind::IntTooLong(m) => ("out_of_range", m, None),
             SerErrorKind::Python(err) => {
                 if passthrough {
                     return err;
@@ -275,4 +278,25 @@ pub fn decode_error(py: Python<'_>, err: &DecodeError, file: Option<&Path>) -> P
         message = format!("{message} in {}", file.display());
     }
     make(py, "decode", &message, None, file, &attrs, None)
+}
+
+/// An integer too long for Python's int/str conversion limit, as `json.loads` raises it (a
+/// `ValueError`), made an AtomicJsonError that names the file.
+pub fn int_too_long_error(py: Python<'_>, err: PyErr, file: Option<&Path>) -> PyErr {
+    if !err.is_instance_of::<pyo3::exceptions::PyValueError>(py) {
+        return err;
+    }
+    let mut message = err.value(py).to_string();
+    if let Some(file) = file {
+        message = format!("{message} in {}", file.display());
+    }
+    make(
+        py,
+        "out_of_range",
+        &message,
+        None,
+        file,
+        &PyDict::new(py),
+        Some(err),
+    )
 }

@@ -71,6 +71,11 @@ pub enum Node<'py> {
         rules: Rules,
         empty_source: bool,
     },
+    /// A dict under `json.dumps` rules with keys still to convert (`json_key`), in output order.
+    JsonObject {
+        items: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+        empty_source: bool,
+    },
     /// Write this object instead (an Enum's value, a numpy item, what `default` returned).
     Redirect(Bound<'py, PyAny>, Rules),
 }
@@ -440,9 +445,17 @@ pub fn small_int(obj: &Bound<'_, PyAny>) -> Option<i64> {
     Some(v)
 }
 
-/// `int.__repr__(obj)` for ints beyond 64 bits (Python enforces its digit limit there).
-pub fn big_int_repr<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    cache(obj.py())?.int_repr.bind(obj.py()).call1((obj,))
+/// `int.__repr__(obj)` for ints beyond 64 bits. Python's limit on the digits of an int's str
+/// (`sys.set_int_max_str_digits`) applies, as in `json.dumps`.
+pub fn big_int_repr<'py>(obj: &Bound<'py, PyAny>) -> Result<Bound<'py, PyAny>, SerError> {
+    let py = obj.py();
+    cache(py)?.int_repr.bind(py).call1((obj,)).map_err(|err| {
+        if err.is_instance_of::<pyo3::exceptions::PyValueError>(py) {
+            SerErrorKind::IntTooLong(err.to_string()).into()
+        } else {
+            err.into()
+        }
+    })
 }
 
 /// The entries of a dict, keys converted and ordered as `rules` say.
@@ -469,7 +482,35 @@ fn object<'py>(
         }
     }
     match rules {
-        Rules::Both | Rules::Artifact | Rules::Telemetry => {
+        Rules::Telemetry => {
+            // The first pass alone returns a dict whose order shows: the legacy built it in
+            // the order of the raw keys; keys that do not compare fall back to str() order.
+            let order = raw_key_order(py, &raw)?;
+            let mut entries = Vec::with_capacity(raw.len());
+            for (k, v) in raw {
+                entries.push(Entry {
+                    key: str_of(&k)?,
+                    value: v,
+                });
+            }
+            let Some(order) = order else {
+                return sorted_entries(entries, rules, len == 0);
+            };
+            let mut texts: Vec<&[u8]> = entries.iter().map(|e| e.key.bytes()).collect();
+            texts.sort_unstable();
+            if let Some(pair) = texts.windows(2).find(|w| w[0] == w[1]) {
+                let key = String::from_utf8_lossy(pair[0]).into_owned();
+                return Err(SerErrorKind::KeyCollision(key).into());
+            }
+            let mut slots: Vec<Option<Entry<'py>>> = entries.into_iter().map(Some).collect();
+            let entries = order.into_iter().filter_map(|i| slots[i].take()).collect();
+            Ok(Node::Object {
+                entries,
+                rules,
+                empty_source: len == 0,
+            })
+        }
+        Rules::Both | Rules::Artifact => {
             let mut entries = Vec::with_capacity(raw.len());
             for (k, v) in raw {
                 entries.push(Entry {
@@ -480,6 +521,28 @@ fn object<'py>(
             sorted_entries(entries, rules, len == 0)
         }
         Rules::Json => json_object(dict, raw, profile, len == 0),
+    }
+}
+
+/// The positions of `raw` ordered by their keys as Python compares them, or `None` when the
+/// keys do not compare.
+fn raw_key_order<'py>(
+    py: Python<'py>,
+    raw: &[(Bound<'py, PyAny>, Bound<'py, PyAny>)],
+) -> Result<Option<Vec<usize>>, SerError> {
+    let keyed = PyList::empty(py);
+    for (i, (k, _)) in raw.iter().enumerate() {
+        keyed.append((k, i))?;
+    }
+    match keyed.sort() {
+        Ok(()) => Ok(Some(
+            keyed
+                .iter()
+                .map(|t| t.get_item(1)?.extract::<usize>())
+                .collect::<PyResult<_>>()?,
+        )),
+        Err(err) if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => Ok(None),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -552,21 +615,16 @@ fn json_object<'py>(
             .map(|t| Ok((t.get_item(0)?, t.get_item(1)?)))
             .collect::<PyResult<_>>()?;
     }
-    let mut entries = Vec::with_capacity(raw.len());
-    for (k, v) in raw {
-        if let Some(key) = json_key(&k, profile)? {
-            entries.push(Entry { key, value: v });
-        }
-    }
-    Ok(Node::Object {
-        entries,
-        rules: Rules::Json,
+    // Keys are converted while writing, each just before its value, so that errors come in
+    // the order json.dumps raises them.
+    Ok(Node::JsonObject {
+        items: raw,
         empty_source,
     })
 }
 
 /// A key as `json.dumps` converts it; `None` when `skipkeys` drops it.
-fn json_key<'py>(
+pub fn json_key<'py>(
     key: &Bound<'py, PyAny>,
     profile: &Profile<'py>,
 ) -> Result<Option<Text<'py>>, SerError> {
@@ -692,6 +750,8 @@ fn to_python_at<'py>(
             out.into_any()
         }
         Node::Redirect(target, r) => to_python_at(&target, r, profile, depth + 1)?,
+        // Only `Rules::Json` makes these, and such values are returned untouched above.
+        Node::JsonObject { .. } => obj.clone(),
     })
 }
 
