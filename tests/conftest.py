@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -55,11 +55,11 @@ class LockHolder:
 
 
 @pytest.fixture
-def hold_lock() -> Iterator:
+def hold_lock() -> Iterator[Any]:
     holders = []
 
     @contextlib.contextmanager
-    def _hold(lock_path: os.PathLike) -> Iterator[LockHolder]:
+    def _hold(lock_path: "os.PathLike[str]") -> Iterator[LockHolder]:
         holder = LockHolder(Path(lock_path))
         holders.append(holder)
         try:
@@ -74,7 +74,7 @@ def hold_lock() -> Iterator:
             h.proc.wait()
 
 
-def run_python(code: str, *args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+def run_python(code: str, *args: str, timeout: float = 120, **kwargs: Any) -> "subprocess.CompletedProcess[str]":
     """Run `code` in a fresh interpreter with the tests directory importable."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
@@ -88,7 +88,7 @@ def run_python(code: str, *args: str, timeout: float = 120, **kwargs) -> subproc
     )
 
 
-def temp_files(directory: Path) -> list:
+def temp_files(directory: Path) -> List[str]:
     """Leftover temporary files of atomic writes in `directory`."""
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
 

@@ -35,6 +35,7 @@ import tempfile
 import time
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 try:  # the legacy helpers only know about Timestamps when pandas is importable
     import pandas as _pd
@@ -69,7 +70,7 @@ def _is_timestamp(obj) -> bool:
     return _pd is not None and isinstance(obj, _pd.Timestamp)
 
 
-def _sorted_items(d: dict):
+def _sorted_items(d: "dict[Any, Any]"):
     # Sorting by the raw key: mixed key types raise TypeError, as in the legacy code.
     return sorted(d.items(), key=lambda kv: kv[0])
 

@@ -114,16 +114,16 @@ class Point:
 @dataclasses.dataclass
 class Fold:
     index: int
-    scores: list
-    meta: dict = dataclasses.field(default_factory=dict)
+    scores: typing.List[typing.Any]
+    meta: typing.Dict[typing.Any, typing.Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class Run:
     name: str
-    folds: list  # may hold Fold instances: asdict() recurses into lists
+    folds: typing.List[typing.Any]  # may hold Fold instances: asdict() recurses into lists
     best: typing.Any = None  # may hold another Run / Point / anything second-pass-safe
-    tags: tuple = ()
+    tags: typing.Tuple[typing.Any, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -547,8 +547,8 @@ def json_values(
     complex, bytes, plain Enum, custom objects), and unsupported (tuple) keys for ``skipkeys``.
     """
     text = unicode_text(surrogates=surrogates)
-    scalars = [st.none(), st.booleans(), big_ints(), any_floats(), text]
-    basic_keys = [text, big_ints(), any_floats(), st.booleans(), st.none()]
+    scalars: typing.List[st.SearchStrategy[typing.Any]] = [st.none(), st.booleans(), big_ints(), any_floats(), text]
+    basic_keys: typing.List[st.SearchStrategy[typing.Any]] = [text, big_ints(), any_floats(), st.booleans(), st.none()]
     if subclasses:
         scalars += [
             st.sampled_from(list(Level) + list(Perm)),
@@ -566,7 +566,7 @@ def json_values(
             st.sampled_from(list(Color)),
             st.integers(0, 9).map(_Unsupported),
         ]
-    key_strategies = [text, st.one_of(big_ints(), any_floats(), st.booleans())]
+    key_strategies: typing.List[st.SearchStrategy[typing.Any]] = [text, st.one_of(big_ints(), any_floats(), st.booleans())]
     if mixed_keys:
         key_strategies.append(st.one_of(basic_keys))
     if unsupported:
@@ -601,7 +601,7 @@ def _default_raises(obj):
 DEFAULT_FUNCTIONS = [None, str, repr, _default_sorted_list, _default_raises]
 
 
-def dumps_kwargs() -> st.SearchStrategy[dict]:
+def dumps_kwargs() -> st.SearchStrategy[typing.Dict[str, typing.Any]]:
     """Every combination of ``json.dumps`` keywords (pass with ``**``)."""
     indents = st.one_of(
         st.none(),

@@ -9,6 +9,7 @@ import enum
 import json
 import math
 import pathlib
+from typing import Any, Dict, List
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ def same(a, b) -> bool:
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
+    return bool(a == b)
 
 
 @SETTINGS
@@ -92,7 +93,7 @@ class Color(enum.Enum):
 @dataclasses.dataclass
 class Fold:
     index: int
-    scores: list
+    scores: List[Any]
 
 
 def test_known_document_byte_for_byte() -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Any, Dict, List
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ def same_py(a, b) -> bool:
         return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(
             a, b, equal_nan=a.dtype.kind in "fc")
     if isinstance(a, (str, int, bool, type(None))):
-        return a == b
+        return bool(a == b)
     try:
         return bool(a == b)
     except Exception:
@@ -289,7 +290,7 @@ class Opaque:
 
 
 def _circular():
-    d = {"a": []}
+    d: Dict[str, Any] = {"a": []}
     d["a"].append(d)
     return d
 
@@ -392,7 +393,7 @@ def test_beyond_legacy_documents(tmp_path):
     assert got["when"] == "2024-05-06T07:08:09+00:00" and got["d"] == "2024-01-02"
     assert got["t"] == "01:02:03" and got["p"] == "/a/b"
     assert got["fs"] == sorted([1, "a", 2.5], key=str)
-    deep = []
+    deep: List[Any] = []
     for _ in range(1000):  # the legacy recursion fails near 500 levels, json.dumps near 1000
         deep = [deep]
     compat.write_atomic_json_with_lock(target, {"deep": deep})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, Dict, List
 
 from conftest import run_python, temp_files
 
@@ -63,7 +64,7 @@ print(reads)
 """
 
 
-def _run_workers(tmp_path: Path, modes: list, rounds: int) -> None:
+def _run_workers(tmp_path: Path, modes: List[str], rounds: int) -> None:
     import subprocess
     import sys
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Dict, List
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -47,7 +48,7 @@ def _tracked(default, raised):
 
 
 def _call(fn, obj, kwargs):
-    raised = []
+    raised: List[Any] = []
     kw = dict(kwargs)
     if "default" in kw:
         kw["default"] = _tracked(kw["default"], raised)
@@ -355,11 +356,11 @@ def test_skipkeys(indent, sort_keys):
 @pytest.mark.parametrize("check_circular", [True, False])
 @pytest.mark.parametrize("indent", [None, 2])
 def test_circular_data(check_circular, indent):
-    lst = [1]
+    lst: List[Any] = [1]
     lst.append(lst)
-    dct = {"a": 1}
+    dct: Dict[str, Any] = {"a": 1}
     dct["self"] = dct
-    nested = {"x": [{"y": None}]}
+    nested: Dict[str, Any] = {"x": [{"y": None}]}
     nested["x"][0]["y"] = nested["x"]
     for obj in (lst, dct, nested, [dct], {"k": lst}):
         assert_same_as_json(obj, check_circular=check_circular, indent=indent)
@@ -423,7 +424,7 @@ def test_default_results_are_encoded_in_turn(check_circular, indent):
     assert_same_as_json(A(), default=self_default, **kw)  # ValueError / RecursionError
     assert_same_as_json(A(), default=box_default, **kw)
     # default is never called for supported values, nor for keys
-    calls = []
+    calls: List[Any] = []
     atomicjson.dumps({"a": [1, 2.5, "s", None, True, (1,)]}, default=calls.append, **kw)
     assert calls == []
     assert_same_as_json({A(): 1}, default=str, **kw)  # unsupported key: TypeError, no default

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Any, Dict, List
 
 import numpy as np
 import pandas as pd
@@ -207,7 +208,7 @@ def test_top_level_set_sorted_by_str_but_frozenset_naturally():
     assert legacy.sanitize({1, "a", None}) == [1, None, "a"]
     # ... but not inside a dataclass, nor as a frozenset (natural sort after sanitizing)
     with pytest.raises(TypeError):
-        legacy.canonical_dump(Point({1, "a"}, 0))
+        legacy.canonical_dump(Point({1, "a"}, 0))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         legacy.canonical_dump(frozenset({1, "a"}))
     # frozenset elements are sanitized before sorting: Paths, Decimals sort as str
@@ -284,7 +285,7 @@ def test_things_the_legacy_rejects():
         legacy.canonical_dump(np.longdouble(1.5))
     with pytest.raises(ValueError):  # more than sys.get_int_max_str_digits() digits
         legacy.canonical_dump(10**5000)
-    circular = []
+    circular: List[Any] = []
     circular.append(circular)
     with pytest.raises(RecursionError):
         legacy.canonical_dump(circular)

@@ -55,7 +55,7 @@ def same(a, b) -> bool:
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
+    return bool(a == b)
 
 
 def _json_loads(data):
@@ -342,6 +342,7 @@ def test_error_attributes_and_message(tmp_path):
         json.loads(p.read_bytes())
     except json.JSONDecodeError as e:
         ref = e
+    assert ref is not None
     assert (err.msg, err.pos, err.lineno, err.colno) == (ref.msg, ref.pos, ref.lineno, ref.colno)
     assert str(p) in str(err)
     assert f"line {ref.lineno} column {ref.colno}" in str(err)
@@ -380,4 +381,4 @@ def test_directory_is_an_os_error(tmp_path):
 
 def test_loads_rejects_other_types():
     with pytest.raises(TypeError):
-        atomicjson.loads(123)
+        atomicjson.loads(123)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any, Dict, List
 
 import pytest
 
@@ -103,8 +104,9 @@ def test_update_json_default_none_and_canonical_form(tmp_path):
     import pandas as pd
 
     target = tmp_path / "x.json"
-    got = []
-    atomicjson.update_json(target, lambda d: got.append(d) or {"b": {2, 1},
+    got: List[Any] = []
+    atomicjson.update_json(target, lambda d: got.append(d) or {  # type: ignore[func-returns-value]
+"b": {2, 1},
                                                                    "a": pd.Timestamp("2024-01-02")})
     assert got == [None]
     assert target.read_bytes() == atomicjson.canonical_bytes({"a": "2024-01-02T00:00:00",
@@ -163,7 +165,7 @@ def test_update_json_unserializable_result_writes_nothing(tmp_path):
 def test_update_json_lock_timeout(tmp_path, hold_lock):
     target = tmp_path / "m.json"
     atomicjson.write_json(target, {"n": 1})
-    calls = []
+    calls: List[Any] = []
     with hold_lock(legacy.lock_path_for(target)):
         t0 = time.monotonic()
         with pytest.raises(atomicjson.LockTimeoutError):
@@ -517,7 +519,7 @@ def test_pipeline_shaped_run(tmp_path):
     procs = start_workers(PIPELINE_WORKER, [(root, ",".join(map(str, g)), rounds, go)
                                             for g in groups])
     # Meanwhile, what the legacy helpers write for the same data.
-    ns: dict = {}
+    ns: Dict[str, Any] = {}
     exec(COHORT_SRC, ns)
     cohort_data = ns["cohort_data"]
     index, latest_candidates = {}, set()

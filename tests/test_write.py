@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any, Dict, List
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -149,7 +150,7 @@ def test_waiter_gets_lock_soon_after_release_without_spinning(tmp_path: Path, ho
     """No 100 ms poll: the waiter takes the lock within a few ms of the release, and a
     waiting process uses almost no CPU."""
     target = tmp_path / "w.json"
-    result: dict = {}
+    result: Dict[str, Any] = {}
 
     def waiter() -> None:
         cpu0 = time.thread_time()
@@ -196,7 +197,7 @@ def test_serialization_errors_leave_target_untouched(tmp_path: Path) -> None:
     target = tmp_path / "bad.json"
     atomicjson.write_json(target, {"ok": True})
     before = target.read_bytes()
-    circular: list = []
+    circular: List[Any] = []
     circular.append(circular)
     cases = [
         ({"folds": [0, 1, 2, {"scores": object()}]}, atomicjson.UnsupportedTypeError, TypeError,
@@ -219,7 +220,7 @@ def test_serialization_errors_leave_target_untouched(tmp_path: Path) -> None:
 
 
 def test_nesting_limit(tmp_path: Path) -> None:
-    ok: list = []
+    ok: List[Any] = []
     for _ in range(1199):
         ok = [ok]
     # Deeper than Python's own json manages with its default recursion limit.
@@ -227,7 +228,7 @@ def test_nesting_limit(tmp_path: Path) -> None:
         json.dumps(ok, indent=2)
     assert atomicjson.canonical_bytes(ok).count(b"[") == 1200
     assert atomicjson.dumps(ok) == "[" * 1200 + "]" * 1200
-    deep: list = []
+    deep: List[Any] = []
     for _ in range(200_000):
         deep = [deep]
     with pytest.raises(atomicjson.NestingTooDeepError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from . import _core
 from ._errors import (
@@ -104,8 +104,9 @@ def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] = 30.0
                      remove_lock_file=remove_lock_file)
 
 
-def write_bytes(path: PathArg, payload: bytes, *, lock_timeout: Optional[float] = 30.0,
-                durable: bool = True, remove_lock_file: bool = False) -> None:
+def write_bytes(path: PathArg, payload: Union[bytes, bytearray], *,
+                lock_timeout: Optional[float] = 30.0, durable: bool = True,
+                remove_lock_file: bool = False) -> None:
     """Replace ``path`` with ``payload`` under the same lock and atomic write as
     :func:`write_json`, for bytes the caller already has."""
     _core.write_bytes(path, payload, lock_timeout=lock_timeout, durable=durable,
@@ -157,14 +158,14 @@ def lock_path_for(path: PathArg) -> str:
     return os.fspath(_core.lock_path_for(path))
 
 
-def lock_holders(path: PathArg) -> Optional[list]:
+def lock_holders(path: PathArg) -> Optional[List[Tuple[int, Optional[str]]]]:
     """The processes holding the lock of ``path`` now, as ``(pid, command line)`` pairs, or
     ``None`` where the system cannot tell (no ``/proc/locks``)."""
     holders, _ = _core.lock_holders(_core.lock_path_for(path))
     return holders
 
 
-def cleanup_temp_files(directory: PathArg, *, older_than: float = 3600.0) -> list:
+def cleanup_temp_files(directory: PathArg, *, older_than: float = 3600.0) -> List[str]:
     """Remove this library's temp files directly in ``directory`` (not in subdirectories;
     ``atomicjson clean`` walks them) that are older than ``older_than`` seconds and that no live
     writer owns, i.e. files left behind by writers killed mid-write. Temp files are named
@@ -178,7 +179,7 @@ _JSON_DEFAULTS = _core.Encoding()
 
 def _dumps_encoding(skipkeys: bool, ensure_ascii: bool, check_circular: bool, allow_nan: bool,
                     indent: Union[None, int, str], separators: Optional[Tuple[str, str]],
-                    default: Optional[Callable[[Any], Any]], sort_keys: bool) -> Any:
+                    default: Optional[Callable[[Any], Any]], sort_keys: bool) -> _core.Encoding:
     if (not skipkeys and ensure_ascii and check_circular and allow_nan and indent is None
             and separators is None and default is None and not sort_keys):
         return _JSON_DEFAULTS

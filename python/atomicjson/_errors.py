@@ -166,7 +166,7 @@ def _make(kind: str, message: str, errno: Optional[int], filename: Any,
     for name, value in attrs.items():
         setattr(exc, name, os.fspath(value) if isinstance(value, os.PathLike) else value)
     if isinstance(exc, JSONDecodeError):
-        exc.doc = None
+        exc.doc = None  # type: ignore[assignment]  # the text is not kept (it may be huge)
     return exc
 
 

@@ -34,7 +34,7 @@ _IO = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="a
 
 # Owner tokens of tasks, kept apart from thread ids (which the synchronous API uses).
 _TOKEN_BASE = 1 << 62
-_tokens: "weakref.WeakKeyDictionary[asyncio.Task, int]" = weakref.WeakKeyDictionary()
+_tokens: "weakref.WeakKeyDictionary[asyncio.Task[Any], int]" = weakref.WeakKeyDictionary()
 _counter = itertools.count(1)
 
 
@@ -58,7 +58,7 @@ class lock:
         self._timeout = timeout
         self._remove_lock_file = remove_lock_file
         self._lock: Optional[_core.FileLock] = None
-        self._pending: Optional[asyncio.Future] = None
+        self._pending: Optional[asyncio.Future[Any]] = None
 
     @property
     def owner(self) -> int:
@@ -109,8 +109,8 @@ async def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] 
     await _locked_write(path, _core.canonical_bytes(data), lock_timeout, durable)
 
 
-async def write_bytes(path: PathArg, payload: bytes, *, lock_timeout: Optional[float] = 30.0,
-                      durable: bool = True) -> None:
+async def write_bytes(path: PathArg, payload: Union[bytes, bytearray], *,
+                      lock_timeout: Optional[float] = 30.0, durable: bool = True) -> None:
     """:func:`atomicjson.write_bytes` for asyncio."""
     await _locked_write(path, bytes(payload), lock_timeout, durable)
 
