@@ -78,3 +78,14 @@ def test_floor_program_compiles_and_runs(tmp_path):
     assert len(samples) == 3 and all(s > 0 for s in samples)
     assert (tmp_path / "f.json").stat().st_size == 100
     assert (tmp_path / "f.lock").exists()
+
+
+def test_lock_wait_smoke_prints_both_tables():
+    proc = subprocess.run([sys.executable, str(BENCHES / "lock_wait.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "| implementation | wake p50 |" in out and "| implementation | workers |" in out
+    for needle in ("| atomicjson |", "| legacy (100 ms poll) |", "16 proc x 1 thr",
+                   "1 proc x 16 thr", "4 proc x 4 thr"):
+        assert needle in out, needle
