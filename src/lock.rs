@@ -405,10 +405,10 @@ fn forget_all(registry: &mut Registry) {
 }
 
 /// Forgets all locks this process holds WITHOUT unlocking them: closes the descriptors inherited
-/// from the parent in a forked child (an flock lock belongs to the open file description the
-/// child shares with the parent; closing the child's copy leaves the parent's lock intact, while
-/// keeping it would keep the lock held after the parent releases it). Guards held at the fork
-/// become no-ops in the child. Idempotent.
+/// from the parent in a forked child (an flock or OFD lock belongs to the open file
+/// description the child shares with the parent; closing the child's copy leaves the parent's
+/// lock intact, while keeping it would keep the lock held after the parent releases it). Guards
+/// held at the fork become no-ops in the child. Idempotent.
 ///
 /// The module also installs this as a `pthread_atfork` child handler when it first opens a lock
 /// file, so calling it from Python's `os.register_at_fork(after_in_child=...)` is a safety net.
@@ -1030,7 +1030,10 @@ fn proc_holders(lock_path: &Path, mode: LockMode) -> Holders {
             }
         }
         if ofd_held {
-            let found = fdinfo_ofd_holders(file);
+            let found = match recorded_ofd_holder(lock_path, file) {
+                Some(pid) => vec![pid],
+                None => fdinfo_ofd_holders(file),
+            };
             if found.is_empty() && holders.is_empty() {
                 return Holders::Unknown(
                     "an OFD lock is held (/proc/locks shows it without a pid) by a process \
@@ -1081,37 +1084,43 @@ fn parse_proc_locks(text: &str, file: ProcFileId) -> Vec<(&str, i64)> {
     entries
 }
 
+/// The pid of the holder record, if that process (on this host) holds an OFD lock on `file`:
+/// checking one process first spares the scan of every process's descriptors.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn recorded_ofd_holder(lock_path: &Path, file: ProcFileId) -> Option<u32> {
+    let record = crate::holder_record::read(lock_path)?;
+    let here = record.host == crate::holder_record::host_name();
+    (here && holds_ofd_lock(record.pid, file)).then_some(record.pid)
+}
+
 /// The processes with a descriptor whose fdinfo lists an OFD lock on `file`. Reads every
 /// readable `/proc/<pid>/fdinfo/<fd>`, so only for diagnostics.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn fdinfo_ofd_holders(file: ProcFileId) -> Vec<u32> {
-    let mut pids = Vec::new();
     let Ok(processes) = std::fs::read_dir("/proc") else {
-        return pids;
+        return Vec::new();
     };
-    for process in processes.flatten() {
-        let Some(pid) = process
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(process.path().join("fdinfo")) else {
-            continue; // exited, or another user's process
-        };
-        let holds = fds.flatten().any(|fd| {
-            std::fs::read_to_string(fd.path()).is_ok_and(|info| {
-                info.lines()
-                    .filter_map(|line| line.strip_prefix("lock:"))
-                    .any(|line| parse_proc_locks(line, file).iter().any(|e| e.0 == "OFDLCK"))
-            })
-        });
-        if holds {
-            pids.push(pid);
-        }
-    }
-    pids
+    processes
+        .flatten()
+        .filter_map(|process| process.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| holds_ofd_lock(pid, file))
+        .collect()
+}
+
+/// Whether a `lock:` line of one of `pid`'s fdinfo files is an OFD lock on `file`. False where
+/// the process is gone or its fdinfo is not readable (another user's process).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn holds_ofd_lock(pid: u32, file: ProcFileId) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_to_string(fd.path()).is_ok_and(|info| {
+            info.lines()
+                .filter_map(|line| line.strip_prefix("lock:"))
+                .any(|line| parse_proc_locks(line, file).iter().any(|e| e.0 == "OFDLCK"))
+        })
+    })
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -1649,9 +1658,10 @@ garbage
         let path = dir.path("a.lock");
         let owner = current_thread_owner();
         let held = get_posix(&path, owner, Some(Duration::ZERO)).unwrap();
-        drop(get_posix(&path, owner, Some(Duration::ZERO)).unwrap()); // re-entrant
-                                                                      // Another owner (same process, another open file description) is excluded, and the
-                                                                      // timeout names this process, found through fdinfo since the OFD line has pid -1.
+        // Re-entrant for the same owner.
+        drop(get_posix(&path, owner, Some(Duration::ZERO)).unwrap());
+        // Another owner (same process, another open file description) is excluded, and the
+        // timeout names this process, found through fdinfo since the OFD line has pid -1.
         let err = get_posix(&path, 2, Some(Duration::from_millis(40))).unwrap_err();
         match &err {
             Error::LockTimeout {

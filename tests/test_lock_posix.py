@@ -127,6 +127,9 @@ def try_once(target: Path, lock_mode: atomicjson.LockMode) -> bool:
 
 def test_timeout_names_the_holding_process_found_in_fdinfo(tmp_path: Path, holders) -> None:
     target = tmp_path / "a.json"
+    # Leaves a holder record naming this process, stale once the write returns: the holder
+    # must be found by scanning fdinfo, not taken from the record.
+    atomicjson.write_json(target, {"x": 0}, lock_mode="posix")
     holder = ofd_holder(tmp_path / "a.lock", holders)
     with pytest.raises(atomicjson.LockTimeoutError) as info:
         atomicjson.write_json(target, {"x": 1}, lock_timeout=0.2, lock_mode="posix")
@@ -143,7 +146,7 @@ def test_timeout_names_the_holding_process_found_in_fdinfo(tmp_path: Path, holde
         assert "F_OFD_SETLKW" in (listed[0][1] or "")
     with pytest.raises(atomicjson.LockTimeoutError):
         atomicjson.write_json(target, {"x": 1}, lock_timeout=0, lock_mode="posix")
-    assert not target.exists()
+    assert atomicjson.read_json(target) == {"x": 0}
     assert temp_files(tmp_path) == []
     holder.release()
     atomicjson.write_json(target, {"x": 2}, lock_timeout=0, lock_mode="posix")
@@ -230,6 +233,15 @@ def test_holder_record_is_written_in_posix_mode(tmp_path: Path) -> None:
         record = json.loads((tmp_path / "rec.lock").read_text())
     assert record["pid"] == os.getpid()
     assert record["host"] == os.uname().nodename
+
+
+def test_remove_lock_file_in_posix_mode(tmp_path: Path, holders) -> None:
+    target = tmp_path / "gone.json"
+    with atomicjson.lock(target, lock_mode="posix", remove_lock_file=True):
+        assert (tmp_path / "gone.lock").exists()
+        assert not try_once(target, "posix")
+    atomicjson.update_json(target, lambda d: {"n": 1}, lock_mode="posix", remove_lock_file=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gone.json"]
 
 
 def test_update_json_loses_no_update_across_processes(tmp_path: Path) -> None:
