@@ -197,6 +197,56 @@ def test_killed_holder_releases_the_lock(tmp_path: Path, holders) -> None:
     assert atomicjson.read_json(target) == {"survivor": True}
 
 
+def test_ctrl_c_interrupts_a_waiting_call_and_leaves_no_lock(tmp_path: Path, holders) -> None:
+    code = """
+        import sys, atomicjson
+        print("waiting", flush=True)
+        try:
+            atomicjson.write_json(sys.argv[1], {"x": 1}, lock_timeout=None, lock_mode="posix")
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        try:
+            atomicjson.write_json(sys.argv[1], {"x": 1}, lock_timeout=0, lock_mode="posix")
+        except atomicjson.LockTimeoutError:
+            print("still excluded", flush=True)
+    """
+    target = tmp_path / "c.json"
+    aj_holder(target, holders)
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), str(target)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "waiting"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert out.split() == ["interrupted", "still", "excluded"], err
+    assert not target.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_aio_cancelled_waiter_leaves_no_lock_and_no_temp(tmp_path: Path, holders) -> None:
+    target = tmp_path / "cancel.json"
+    holder = aj_holder(target, holders)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            atomicjson.aio.write_json(target, {"x": 1}, lock_timeout=None, lock_mode="posix"))
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    holder.release()
+    # The abandoned wait lets go of the lock once its helper gets it.
+    with atomicjson.lock(target, timeout=10, lock_mode="posix"):
+        pass
+    assert try_once(target, "posix")
+    assert not target.exists()
+    assert temp_files(tmp_path) == []
+
+
 def test_flock_and_posix_locks_do_not_exclude_each_other(tmp_path: Path, holders) -> None:
     """Why every writer of a shared file must use the same mode."""
     target = tmp_path / "mixed.json"

@@ -60,7 +60,7 @@ class lock:
         self._remove_lock_file = remove_lock_file
         self._lock_mode = lock_mode
         self._lock: Optional[_core.FileLock] = None
-        self._pending: Optional[asyncio.Future[Any]] = None
+        self._pending: Optional[concurrent.futures.Future[Any]] = None
 
     @property
     def owner(self) -> int:
@@ -76,13 +76,15 @@ class lock:
                                                 remove_lock_file=self._remove_lock_file,
                                                 owner=_task_owner(),
                                                 lock_mode=self._lock_mode)
-        waiting = asyncio.get_running_loop().run_in_executor(_WAITERS, file_lock.acquire)
+        attempt = _WAITERS.submit(file_lock.acquire)
         try:
-            await asyncio.shield(waiting)
+            await asyncio.shield(asyncio.wrap_future(attempt))
         except asyncio.CancelledError:
             # The worker may still get the lock: make it give up, and release whatever it got.
+            # The callback is the worker's (or runs here if it is done), not the event loop's:
+            # it must run even when the loop has closed meanwhile.
             file_lock.cancel()
-            waiting.add_done_callback(lambda _: file_lock.release())
+            attempt.add_done_callback(lambda _: file_lock.release())
             raise
         return self
 
@@ -90,17 +92,17 @@ class lock:
         file_lock = self._lock
         assert file_lock is not None
         pending = self._pending
-        if pending is not None and not pending.done():
-            # A write still runs in its thread (its task was cancelled): release after it.
+        if pending is not None:
+            # A write may still run in its thread (its task was cancelled): release after it
+            # (at once if it is done), from that thread, whether or not the loop still runs.
             pending.add_done_callback(lambda _: file_lock.release())
         else:
             file_lock.release()
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking I/O under this lock; cancellation does not cut the I/O short."""
-        future = asyncio.get_running_loop().run_in_executor(_IO, functools.partial(fn, *args, **kwargs))
-        self._pending = future
-        return await asyncio.shield(future)
+        self._pending = work = _IO.submit(functools.partial(fn, *args, **kwargs))
+        return await asyncio.shield(asyncio.wrap_future(work))
 
 
 async def _locked_write(path: PathArg, payload: bytes, lock_timeout: Optional[float],

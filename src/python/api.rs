@@ -660,6 +660,11 @@ impl FileLock {
                 )
             })
             .map_err(|f: Failure| f.into_pyerr(py))?;
+        // `cancel()` came while the lock was being granted: the caller no longer wants it.
+        if self.cancelled.load(Ordering::SeqCst) {
+            drop(guard);
+            return Err(PyRuntimeError::new_err("lock wait cancelled"));
+        }
         if let Ok(mut slot) = self.guard.lock() {
             *slot = Some(guard);
         }
@@ -668,7 +673,7 @@ impl FileLock {
 
     /// Make a waiting `acquire()` give up within a few milliseconds (from any thread).
     fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+        self.cancelled.store(true, Ordering::SeqCst);
     }
 
     /// Release the lock (a no-op when not held).
