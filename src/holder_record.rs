@@ -100,7 +100,8 @@ pub fn read(lock_path: &Path) -> Option<Record> {
     Record::from_json(&buf)
 }
 
-fn host_name() -> String {
+/// This machine's host name, as records carry it.
+pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its whole length.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;

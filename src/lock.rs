@@ -1,4 +1,6 @@
-//! Exclusive inter-process locks on a sidecar lock file, with `flock(2)`.
+//! Exclusive inter-process locks on a sidecar lock file, with `flock(2)` (the default) or, opt-in,
+//! with open-file-description record locks (`fcntl(F_OFD_SETLK)` on the whole file), see
+//! [`LockMode`].
 //!
 //! Compatible with the legacy Python helpers (`fcntl.flock(fd, LOCK_EX | LOCK_NB)` on
 //! `path.with_suffix('.lock')`), with the `flock(1)` command, Rust std's `File::lock` and fs4:
@@ -14,6 +16,10 @@
 //! honoured to the scheduler's precision, no CPU use while waiting, and no starvation under a
 //! tight write loop (a blocked `flock` is woken at the moment of the release and retries before
 //! a looping releaser comes back; a poller would almost always miss that window).
+//!
+//! The same scheme serves [`LockMode::Posix`], with `F_OFD_SETLK` / `F_OFD_SETLKW` in place of
+//! `LOCK_NB` / blocking `flock`: OFD locks also belong to the open file description, so
+//! re-entrancy, orphans and the fork handling below apply unchanged.
 //!
 //! A blocking `flock` cannot be cancelled. When the caller gives up (timeout or interrupt), it
 //! marks its request *abandoned* and leaves the descriptor with the helper; whenever the helper's
@@ -99,6 +105,104 @@ pub fn lock_path_for(target: &Path) -> Result<PathBuf> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lock modes
+
+/// Which kind of lock guards the sidecar. The two kinds do not exclude each other on Linux (a
+/// process holding one never sees the other), so every process sharing a file must use the
+/// same mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LockMode {
+    /// `flock(2)`: what the legacy helpers, `flock(1)` and fs4 use. Node-local on some shared
+    /// file systems (GPFS, Lustre with `localflock`, NFS with `local_lock=flock`).
+    #[default]
+    Flock,
+    /// Open-file-description record locks over the whole file (`F_OFD_SETLK`, Linux >= 3.15):
+    /// arbitrated by the server or cluster where the file system supports POSIX locks. They
+    /// also exclude classic `fcntl`/`lockf` record locks. Needs a writable lock file.
+    Posix,
+}
+
+impl LockMode {
+    /// `"flock"` or `"posix"`.
+    pub fn parse(name: &str) -> Option<LockMode> {
+        match name {
+            "flock" => Some(LockMode::Flock),
+            "posix" => Some(LockMode::Posix),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LockMode::Flock => "flock",
+            LockMode::Posix => "posix",
+        }
+    }
+
+    /// Takes the exclusive lock on `fd`, blocking or not; retried on `EINTR`.
+    fn lock(self, fd: RawFd, blocking: bool) -> io::Result<()> {
+        loop {
+            let done = match self {
+                LockMode::Flock => {
+                    let operation = if blocking {
+                        libc::LOCK_EX
+                    } else {
+                        libc::LOCK_EX | libc::LOCK_NB
+                    };
+                    // SAFETY: plain system call on a descriptor owned by the caller.
+                    unsafe { libc::flock(fd, operation) == 0 }
+                }
+                LockMode::Posix => ofd_write_lock(fd, blocking)?,
+            };
+            if done {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// Whether a non-blocking attempt failed because someone else holds the lock. POSIX allows
+    /// `F_SETLK` to answer `EACCES` for that (some NFS and CIFS clients do).
+    fn is_contention(self, err: &io::Error) -> bool {
+        let errno = err.raw_os_error();
+        matches!(errno, Some(e) if e == libc::EWOULDBLOCK || e == libc::EAGAIN)
+            || (self == LockMode::Posix && errno == Some(libc::EACCES))
+    }
+}
+
+/// One `fcntl(F_OFD_SETLK[W])` write lock over the whole file; `Ok(false)` with `errno` set on
+/// failure.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn ofd_write_lock(fd: RawFd, blocking: bool) -> io::Result<bool> {
+    // SAFETY: `flock` is plain data; zero is a valid start, length (to EOF) and pid (required
+    // for OFD locks).
+    let mut range: libc::flock = unsafe { std::mem::zeroed() };
+    range.l_type = libc::F_WRLCK as libc::c_short;
+    range.l_whence = libc::SEEK_SET as libc::c_short;
+    let command = if blocking {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    // SAFETY: `range` outlives the call, which only reads it.
+    Ok(unsafe { libc::fcntl(fd, command, &range) } == 0)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn ofd_write_lock(_fd: RawFd, _blocking: bool) -> io::Result<bool> {
+    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Owners
 
 /// An owner id for the calling OS thread, for callers that do not name an owner.
@@ -118,14 +222,16 @@ pub fn current_thread_owner() -> u64 {
 
 /// Device and inode of a lock file.
 type Key = (u64, u64);
+/// A lock file and the kind of lock on it: the two kinds are independent locks.
+type Slot = (Key, LockMode);
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 struct Registry {
     /// Locks held by this process, by lock file. Normally at most one entry per file (flock
     /// excludes two descriptions); a `Vec` so that no entry is ever overwritten.
-    held: Map<Key, Vec<Held>>,
-    /// Abandoned waits whose helper thread is still blocked in `flock`, for adoption.
-    orphans: Map<Key, Vec<Arc<Request>>>,
+    held: Map<Slot, Vec<Held>>,
+    /// Abandoned waits whose helper thread is still blocked in the lock call, for adoption.
+    orphans: Map<Slot, Vec<Arc<Request>>>,
     /// Every descriptor this module has open, with the token of its `TrackedFd`.
     live: Map<RawFd, u64>,
 }
@@ -204,28 +310,33 @@ impl Drop for TrackedFd {
 /// Opens the lock file and records the descriptor.
 ///
 /// `O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW`, mode 0666 (less the umask), never `O_TRUNC`. If
-/// that fails with `EACCES` or `EROFS` (a lock file of another user, for instance in a sticky
-/// `/tmp`, or a read-only file system) and the file exists, it is opened read-only instead:
-/// `flock` works on any descriptor. Otherwise the first error is returned.
-fn open_tracked(path: &Path) -> io::Result<TrackedFd> {
+/// that fails with `EACCES` or `EROFS` and the file exists, the open is retried without
+/// `O_CREAT`: in a sticky world-writable directory with `fs.protected_regular` the kernel
+/// refuses `O_CREAT` on another user's file even when its mode grants writing. If writing is
+/// not granted (or the file system is read-only), `Flock` mode opens it read-only (`flock` works
+/// on any descriptor); `Posix` mode cannot (a write lock needs a writable descriptor) and
+/// returns the error of the retry. A file that cannot be opened at all returns its error.
+fn open_tracked(path: &Path, mode: LockMode) -> io::Result<TrackedFd> {
     install_fork_handlers();
     let _gate = GATE.read().unwrap_or_else(PoisonError::into_inner);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666)
-        .custom_flags(libc::O_NOFOLLOW) // std adds O_CLOEXEC
-        .open(path);
-    let file = match file {
-        Err(err) if matches!(err.raw_os_error(), Some(libc::EACCES | libc::EROFS)) => {
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .map_err(|_| err)?
-        }
+    let open = |write: bool, create: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .create(create)
+            .truncate(false)
+            .mode(0o666)
+            .custom_flags(libc::O_NOFOLLOW) // std adds O_CLOEXEC
+            .open(path)
+    };
+    let refused = |err: &io::Error| matches!(err.raw_os_error(), Some(libc::EACCES | libc::EROFS));
+    let file = match open(true, true) {
+        Err(err) if refused(&err) => match open(true, false) {
+            Err(again) if refused(&again) && mode == LockMode::Flock => open(false, false)?,
+            // The file is missing: the first error says why it could not be created.
+            Err(again) if again.kind() == io::ErrorKind::NotFound => return Err(err),
+            other => other?,
+        },
         other => other?,
     };
     let fd = OwnedFd::from(file);
@@ -294,10 +405,10 @@ fn forget_all(registry: &mut Registry) {
 }
 
 /// Forgets all locks this process holds WITHOUT unlocking them: closes the descriptors inherited
-/// from the parent in a forked child (an flock lock belongs to the open file description the
-/// child shares with the parent; closing the child's copy leaves the parent's lock intact, while
-/// keeping it would keep the lock held after the parent releases it). Guards held at the fork
-/// become no-ops in the child. Idempotent.
+/// from the parent in a forked child (an flock or OFD lock belongs to the open file
+/// description the child shares with the parent; closing the child's copy leaves the parent's
+/// lock intact, while keeping it would keep the lock held after the parent releases it). Guards
+/// held at the fork become no-ops in the child. Idempotent.
 ///
 /// The module also installs this as a `pthread_atfork` child handler when it first opens a lock
 /// file, so calling it from Python's `os.register_at_fork(after_in_child=...)` is a safety net.
@@ -318,7 +429,7 @@ pub fn forget_all_after_fork() {
 /// A held lock. `Send`. Dropping it releases it; for a re-entrant acquisition it only decrements
 /// the count, and the outermost drop unlocks and closes the descriptor.
 pub struct LockGuard {
-    key: Key,
+    slot: Slot,
     id: u64,
     lock_path: PathBuf,
     /// Delete the lock file when this guard's release is the last one (see `acquire_removable`).
@@ -335,6 +446,7 @@ impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
             .field("lock_path", &self.lock_path)
+            .field("mode", &self.slot.1)
             .finish()
     }
 }
@@ -342,7 +454,7 @@ impl fmt::Debug for LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         let released = with_registry(|registry| {
-            let entries = registry.held.get_mut(&self.key)?;
+            let entries = registry.held.get_mut(&self.slot)?;
             let i = entries.iter().position(|e| e.id == self.id)?;
             entries[i].count -= 1;
             if entries[i].count > 0 {
@@ -350,7 +462,7 @@ impl Drop for LockGuard {
             }
             let entry = entries.swap_remove(i);
             if entries.is_empty() {
-                registry.held.remove(&self.key);
+                registry.held.remove(&self.slot);
             }
             Some(entry)
         });
@@ -376,35 +488,18 @@ struct WaitState {
     /// The descriptor being locked. Stays here while the helper is blocked on it, so its number
     /// stays valid; taken by the caller on success or by the helper when abandoned.
     fd: Option<TrackedFd>,
-    /// The result of the helper's blocking `flock`, once it has returned.
+    /// The result of the helper's blocking lock call, once it has returned.
     outcome: Option<io::Result<()>>,
-    /// No caller waits for it any more: the helper closes the descriptor when `flock` returns.
+    /// No caller waits for it any more: the helper closes the descriptor when its call returns.
     abandoned: bool,
 }
 
-fn flock(fd: RawFd, operation: libc::c_int) -> io::Result<()> {
-    loop {
-        // SAFETY: plain system call on a descriptor owned by the caller.
-        if unsafe { libc::flock(fd, operation) } == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
-fn is_contention(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(e) if e == libc::EWOULDBLOCK || e == libc::EAGAIN)
-}
-
-/// Acquires the exclusive flock on `lock_path`.
+/// Acquires the exclusive lock of kind `mode` on `lock_path`.
 ///
 /// The file is created if missing (mode 0666 less the umask), opened with
-/// `O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW` (read-only without `O_CREAT` as a fallback on
-/// `EACCES`/`EROFS`), never truncated and never deleted. A symlink as lock file is refused
-/// (`ELOOP`).
+/// `O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW` (without `O_CREAT`, then for `Flock` read-only, as
+/// fallbacks on `EACCES`/`EROFS`), never truncated and never deleted. A symlink as lock file is
+/// refused (`ELOOP`).
 ///
 /// `owner` is the logical owner (a thread, an asyncio task): if the same owner already holds this
 /// lock file (same device and inode) in this process, the acquisition is re-entrant and returns
@@ -415,20 +510,21 @@ fn is_contention(err: &io::Error) -> bool {
 /// wait ends cleanly (no lock held) with that error.
 ///
 /// Errors: `Error::LockTimeout` (with the holders found at that moment), `Error::Io` with
-/// `Step::OpenLock` for any failure to open the lock file and `Step::Lock` for an `flock` error
+/// `Step::OpenLock` for any failure to open the lock file and `Step::Lock` for a lock error
 /// other than contention (`ENOLCK`, `ENOSYS`, `EOPNOTSUPP`, `EINVAL`...), reported at once.
 pub fn acquire<E: From<Error>>(
     lock_path: &Path,
     owner: u64,
+    mode: LockMode,
     timeout: Option<Duration>,
     check_interrupt: &mut dyn FnMut() -> Result<(), E>,
 ) -> Result<LockGuard, E> {
     let start = Instant::now();
     let open_error = |err| Error::io(Step::OpenLock, lock_path, err);
-    let fd = open_tracked(lock_path).map_err(open_error)?;
-    let key = file_key(fd.raw()).map_err(open_error)?;
+    let fd = open_tracked(lock_path, mode).map_err(open_error)?;
+    let slot = (file_key(fd.raw()).map_err(open_error)?, mode);
     let guard = |id| LockGuard {
-        key,
+        slot,
         id,
         lock_path: lock_path.to_path_buf(),
         remove_on_release: false,
@@ -437,7 +533,7 @@ pub fn acquire<E: From<Error>>(
     let reentered = with_registry(|registry| {
         let entry = registry
             .held
-            .get_mut(&key)?
+            .get_mut(&slot)?
             .iter_mut()
             .find(|e| e.owner == owner)?;
         entry.count += 1;
@@ -448,29 +544,29 @@ pub fn acquire<E: From<Error>>(
         return Ok(guard(id));
     }
 
-    match flock(fd.raw(), libc::LOCK_EX | libc::LOCK_NB) {
-        Ok(()) => return Ok(guard(register(key, owner, fd))),
-        Err(err) if is_contention(&err) => {}
+    match mode.lock(fd.raw(), false) {
+        Ok(()) => return Ok(guard(register(slot, owner, fd))),
+        Err(err) if mode.is_contention(&err) => {}
         Err(err) => return Err(Error::io(Step::Lock, lock_path, err).into()),
     }
     if timeout == Some(Duration::ZERO) {
         drop(fd);
-        return Err(timeout_error(lock_path, Duration::ZERO).into());
+        return Err(timeout_error(lock_path, mode, Duration::ZERO).into());
     }
     // A deadline too far to represent is no deadline.
     let deadline = timeout.and_then(|t| start.checked_add(t));
 
-    let request = match adopt_orphan(key) {
+    let request = match adopt_orphan(slot) {
         Some(request) => {
             drop(fd); // not locked: the adopted request has its own descriptor
             request
         }
-        None => match start_helper(fd) {
+        None => match start_helper(fd, mode) {
             Ok(request) => request,
             Err(fd) => {
                 return poll(
                     lock_path,
-                    key,
+                    slot,
                     owner,
                     fd,
                     timeout,
@@ -482,8 +578,16 @@ pub fn acquire<E: From<Error>>(
     };
 
     let mut holders = None;
-    match wait(&request, lock_path, deadline, check_interrupt, &mut holders) {
-        Waited::Acquired(fd) => Ok(guard(register(key, owner, fd))),
+    let waited = wait(
+        &request,
+        lock_path,
+        mode,
+        deadline,
+        check_interrupt,
+        &mut holders,
+    );
+    match waited {
+        Waited::Acquired(fd) => Ok(guard(register(slot, owner, fd))),
         Waited::Failed(err, fd) => {
             drop(fd);
             Err(Error::io(Step::Lock, lock_path, err).into())
@@ -491,14 +595,14 @@ pub fn acquire<E: From<Error>>(
         Waited::GaveUp(interrupt) => {
             // The helper may have got the lock after the caller decided to give up: at the
             // deadline it is taken (the caller wanted it); after an interrupt it is released.
-            let late = abandon(key, request);
+            let late = abandon(slot, request);
             match (interrupt, late) {
-                (None, Some((Ok(()), Some(fd)))) => Ok(guard(register(key, owner, fd))),
+                (None, Some((Ok(()), Some(fd)))) => Ok(guard(register(slot, owner, fd))),
                 (Some(err), _) => Err(err),
                 (None, _) => Err(Error::LockTimeout {
                     lock_path: lock_path.to_path_buf(),
                     timeout: timeout.unwrap_or_default(),
-                    holders: holders.unwrap_or_else(|| holders_of_held_lock(lock_path)),
+                    holders: holders.unwrap_or_else(|| holders_of_held_lock(lock_path, mode)),
                 }
                 .into()),
             }
@@ -516,15 +620,22 @@ pub fn acquire<E: From<Error>>(
 pub fn acquire_removable<E: From<Error>>(
     lock_path: &Path,
     owner: u64,
+    mode: LockMode,
     timeout: Option<Duration>,
     check_interrupt: &mut dyn FnMut() -> Result<(), E>,
 ) -> Result<LockGuard, E> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let mut guard = acquire(lock_path, owner, remaining.or(timeout), check_interrupt)?;
+        let mut guard = acquire(
+            lock_path,
+            owner,
+            mode,
+            remaining.or(timeout),
+            check_interrupt,
+        )?;
         let current = std::fs::symlink_metadata(lock_path).map(|m| (m.dev(), m.ino()));
-        if matches!(current, Ok(key) if key == guard.key) {
+        if matches!(current, Ok(key) if key == guard.slot.0) {
             guard.remove_on_release = true;
             return Ok(guard);
         }
@@ -543,19 +654,19 @@ fn file_key(fd: RawFd) -> io::Result<Key> {
     Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
-fn timeout_error(lock_path: &Path, timeout: Duration) -> Error {
+fn timeout_error(lock_path: &Path, mode: LockMode, timeout: Duration) -> Error {
     Error::LockTimeout {
         lock_path: lock_path.to_path_buf(),
         timeout,
-        holders: holders_of_held_lock(lock_path),
+        holders: holders_of_held_lock(lock_path, mode),
     }
 }
 
-fn register(key: Key, owner: u64, fd: TrackedFd) -> u64 {
+fn register(slot: Slot, owner: u64, fd: TrackedFd) -> u64 {
     crate::holder_record::write(fd.raw());
     let id = next_id();
     with_registry(|registry| {
-        registry.held.entry(key).or_default().push(Held {
+        registry.held.entry(slot).or_default().push(Held {
             id,
             owner,
             count: 1,
@@ -566,9 +677,9 @@ fn register(key: Key, owner: u64, fd: TrackedFd) -> u64 {
 }
 
 /// Takes over an abandoned request on the same lock file whose helper is still blocked.
-fn adopt_orphan(key: Key) -> Option<Arc<Request>> {
+fn adopt_orphan(slot: Slot) -> Option<Arc<Request>> {
     with_registry(|registry| {
-        let orphans = registry.orphans.get_mut(&key)?;
+        let orphans = registry.orphans.get_mut(&slot)?;
         let mut adopted = None;
         while let Some(request) = orphans.pop() {
             let mut state = lock(&request.state);
@@ -580,15 +691,15 @@ fn adopt_orphan(key: Key) -> Option<Arc<Request>> {
             }
         }
         if orphans.is_empty() {
-            registry.orphans.remove(&key);
+            registry.orphans.remove(&slot);
         }
         adopted
     })
 }
 
-/// Gives `fd` to a new helper thread that blocks in `flock(LOCK_EX)` on it. If no thread can be
-/// started, `fd` comes back.
-fn start_helper(fd: TrackedFd) -> Result<Arc<Request>, TrackedFd> {
+/// Gives `fd` to a new helper thread that blocks in the lock call of `mode` on it. If no thread
+/// can be started, `fd` comes back.
+fn start_helper(fd: TrackedFd, mode: LockMode) -> Result<Arc<Request>, TrackedFd> {
     let raw = fd.raw();
     let request = Arc::new(Request {
         state: Mutex::new(WaitState {
@@ -602,7 +713,7 @@ fn start_helper(fd: TrackedFd) -> Result<Arc<Request>, TrackedFd> {
     let spawned = std::thread::Builder::new()
         .name("atomicjson-lock-wait".into())
         .stack_size(64 * 1024)
-        .spawn(move || helper(for_helper, raw));
+        .spawn(move || helper(for_helper, raw, mode));
     match spawned {
         Ok(_) => Ok(request),
         Err(_) => {
@@ -613,12 +724,13 @@ fn start_helper(fd: TrackedFd) -> Result<Arc<Request>, TrackedFd> {
     }
 }
 
-/// The helper thread: blocks in `flock` (the kernel wakes it at the release), then hands over.
-fn helper(request: Arc<Request>, fd: RawFd) {
+/// The helper thread: blocks in the lock call (the kernel wakes it at the release), then hands
+/// over.
+fn helper(request: Arc<Request>, fd: RawFd, mode: LockMode) {
     block_signals();
     // `fd` stays open until this thread takes it out of the state (abandoned) or reports (then
     // the caller takes it, after this call has returned).
-    let outcome = flock(fd, libc::LOCK_EX);
+    let outcome = mode.lock(fd, true);
     let mut state = lock(&request.state);
     state.outcome = Some(outcome);
     if state.abandoned {
@@ -630,7 +742,7 @@ fn helper(request: Arc<Request>, fd: RawFd) {
             }
             registry.orphans.retain(|_, orphans| !orphans.is_empty());
         });
-        drop(fd); // releases the lock if this flock got it
+        drop(fd); // releases the lock if this call got it
     } else {
         drop(state);
         request.wakeup.notify_all();
@@ -660,6 +772,7 @@ enum Waited<E> {
 fn wait<E>(
     request: &Request,
     lock_path: &Path,
+    mode: LockMode,
     deadline: Option<Instant>,
     check_interrupt: &mut dyn FnMut() -> Result<(), E>,
     holders: &mut Option<Holders>,
@@ -701,7 +814,7 @@ fn wait<E>(
             }
         };
         if holders.is_none() && read_holders_at.is_some_and(|t| now >= t) {
-            *holders = Some(holders_of_held_lock(lock_path));
+            *holders = Some(holders_of_held_lock(lock_path, mode));
         }
         if now >= next_check {
             if let Err(err) = check_interrupt() {
@@ -712,11 +825,11 @@ fn wait<E>(
     }
 }
 
-/// The caller gives up. If the helper's `flock` returned meanwhile (exactly at the deadline),
+/// The caller gives up. If the helper's lock call returned meanwhile (exactly at the deadline),
 /// its outcome and descriptor are returned (dropping them releases the lock). Otherwise the
 /// descriptor is left to the helper and the request is offered for adoption.
 #[allow(clippy::type_complexity)]
-fn abandon(key: Key, request: Arc<Request>) -> Option<(io::Result<()>, Option<TrackedFd>)> {
+fn abandon(slot: Slot, request: Arc<Request>) -> Option<(io::Result<()>, Option<TrackedFd>)> {
     let mut state = lock(&request.state);
     if let Some(outcome) = state.outcome.take() {
         let fd = state.fd.take();
@@ -725,7 +838,7 @@ fn abandon(key: Key, request: Arc<Request>) -> Option<(io::Result<()>, Option<Tr
     state.abandoned = true;
     drop(state);
     with_registry(|registry| {
-        let orphans = registry.orphans.entry(key).or_default();
+        let orphans = registry.orphans.entry(slot).or_default();
         // Drop the ones that finished meanwhile (the helper may have run before this push).
         orphans.retain(|r| lock(&r.state).outcome.is_none());
         orphans.push(request);
@@ -736,7 +849,7 @@ fn abandon(key: Key, request: Arc<Request>) -> Option<(io::Result<()>, Option<Tr
 /// Fallback when no helper thread can be started: poll with a short backoff.
 fn poll<E: From<Error>>(
     lock_path: &Path,
-    key: Key,
+    slot: Slot,
     owner: u64,
     fd: TrackedFd,
     timeout: Option<Duration>,
@@ -746,23 +859,24 @@ fn poll<E: From<Error>>(
     let mut pause = Duration::from_micros(200);
     let mut next_check = Instant::now() + INTERRUPT_CHECK_INTERVAL;
     loop {
-        match flock(fd.raw(), libc::LOCK_EX | libc::LOCK_NB) {
+        let mode = slot.1;
+        match mode.lock(fd.raw(), false) {
             Ok(()) => {
-                let id = register(key, owner, fd);
+                let id = register(slot, owner, fd);
                 return Ok(LockGuard {
-                    key,
+                    slot,
                     id,
                     lock_path: lock_path.to_path_buf(),
                     remove_on_release: false,
                 });
             }
-            Err(err) if is_contention(&err) => {}
+            Err(err) if mode.is_contention(&err) => {}
             Err(err) => return Err(Error::io(Step::Lock, lock_path, err).into()),
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             drop(fd);
-            return Err(timeout_error(lock_path, timeout.unwrap_or_default()).into());
+            return Err(timeout_error(lock_path, mode, timeout.unwrap_or_default()).into());
         }
         if now >= next_check {
             check_interrupt()?;
@@ -782,16 +896,28 @@ pub struct Holder {
     pub pid: u32,
     /// `/proc/<pid>/cmdline`, arguments joined by spaces; `None` if unreadable.
     pub command: Option<String>,
+    /// Where the pid was found.
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The lock's line in `/proc/locks` (`FLOCK` and classic `POSIX` locks carry the pid).
+    ProcLocks,
+    /// A `lock:` line in `/proc/<pid>/fdinfo/<fd>`: `/proc/locks` shows OFD locks with pid -1.
+    Fdinfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holders {
-    /// The processes holding an flock on the file, from `/proc/locks` (may be empty).
+    /// The processes holding the lock, from `/proc/locks` and `/proc/<pid>/fdinfo` (may be
+    /// empty).
     Known(Vec<Holder>),
     /// Why the holders cannot be known.
     Unknown(String),
-    /// `/proc/locks` could not name the holder (it runs on another machine of a shared file
-    /// system, or another OS) but it left a record in the lock file; `why` says what failed.
+    /// `/proc` could not name the holder (it runs on another machine of a shared file system,
+    /// another OS, or as a user whose descriptors are hidden from this one) but it left a record
+    /// in the lock file; `why` says what failed.
     Recorded {
         record: Box<crate::holder_record::Record>,
         why: String,
@@ -814,6 +940,9 @@ impl fmt::Display for Holders {
                     if let Some(command) = &holder.command {
                         write!(f, " ({command})")?;
                     }
+                    if holder.source == Source::Fdinfo {
+                        write!(f, " [found in /proc/{}/fdinfo]", holder.pid)?;
+                    }
                 }
                 Ok(())
             }
@@ -823,12 +952,17 @@ impl fmt::Display for Holders {
     }
 }
 
-/// Who holds the flock on `lock_path` now, from `/proc/locks` (holder lines of type `FLOCK`
-/// matching the file's device and inode; waiter lines, with `->`, are skipped) and
-/// `/proc/<pid>/cmdline`. The pid is the process that took the lock; a child that inherited
-/// the descriptor is not listed. `Unknown` where `/proc/locks` is unreadable or absent.
-pub fn lock_holders(lock_path: &Path) -> Holders {
-    match proc_holders(lock_path) {
+/// Who holds the lock of kind `mode` on `lock_path` now.
+///
+/// `Flock`: the `FLOCK` lines of `/proc/locks` for the file's device and inode (waiter lines,
+/// with `->`, are skipped) name the pids. `Posix`: classic `POSIX` record locks (which exclude OFD
+/// locks) carry their pid there too, but OFD locks show pid -1, so their holders are found by
+/// the `lock:` lines of `/proc/<pid>/fdinfo/<fd>` (readable for one's own processes, or as root).
+/// Commands come from `/proc/<pid>/cmdline`. The pid is the process that took the lock, or one
+/// that shares its open file description. Where `/proc` cannot answer, the holder's record in
+/// the lock file is returned, marked as such.
+pub fn lock_holders(lock_path: &Path, mode: LockMode) -> Holders {
+    match proc_holders(lock_path, mode) {
         Holders::Unknown(why) => match crate::holder_record::read(lock_path) {
             Some(record) => Holders::Recorded {
                 record: Box::new(record),
@@ -842,8 +976,8 @@ pub fn lock_holders(lock_path: &Path) -> Holders {
 
 /// The holders for a timeout: the lock is held, so when `/proc/locks` names nobody the holder
 /// is elsewhere and its record (if any) is the best information there is.
-fn holders_of_held_lock(lock_path: &Path) -> Holders {
-    match lock_holders(lock_path) {
+fn holders_of_held_lock(lock_path: &Path, mode: LockMode) -> Holders {
+    match lock_holders(lock_path, mode) {
         Holders::Known(list) if list.is_empty() => match crate::holder_record::read(lock_path) {
             Some(record) => Holders::Recorded {
                 record: Box::new(record),
@@ -855,7 +989,7 @@ fn holders_of_held_lock(lock_path: &Path) -> Holders {
     }
 }
 
-fn proc_holders(lock_path: &Path) -> Holders {
+fn proc_holders(lock_path: &Path, mode: LockMode) -> Holders {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let meta = match std::fs::metadata(lock_path) {
@@ -869,31 +1003,70 @@ fn proc_holders(lock_path: &Path) -> Holders {
             Err(err) => return Holders::Unknown(format!("/proc/locks is not available ({err})")),
         };
         let dev = meta.dev();
-        let (major, minor) = (u64::from(libc::major(dev)), u64::from(libc::minor(dev)));
-        let pids = parse_proc_locks(&text, major, minor, meta.ino());
-        Holders::Known(
-            pids.into_iter()
-                .map(|pid| Holder {
-                    pid,
-                    command: command_line(pid),
-                })
-                .collect(),
-        )
+        let file = (
+            u64::from(libc::major(dev)),
+            u64::from(libc::minor(dev)),
+            meta.ino(),
+        );
+        let entries = parse_proc_locks(&text, file);
+        let holder = |pid, source| Holder {
+            pid,
+            command: command_line(pid),
+            source,
+        };
+        let mut holders = Vec::new();
+        let mut ofd_held = false;
+        for (kind, pid) in entries {
+            match (mode, kind, u32::try_from(pid)) {
+                // A pid in another pid namespace shows as 0: not usable.
+                (LockMode::Flock, "FLOCK", Ok(pid @ 1..))
+                | (LockMode::Posix, "POSIX", Ok(pid @ 1..))
+                    if !holders.iter().any(|h: &Holder| h.pid == pid) =>
+                {
+                    holders.push(holder(pid, Source::ProcLocks));
+                }
+                (LockMode::Posix, "OFDLCK", _) => ofd_held = true,
+                _ => {}
+            }
+        }
+        if ofd_held {
+            let found = match recorded_ofd_holder(lock_path, file) {
+                Some(pid) => vec![pid],
+                None => fdinfo_ofd_holders(file),
+            };
+            if found.is_empty() && holders.is_empty() {
+                return Holders::Unknown(
+                    "an OFD lock is held (/proc/locks shows it without a pid) by a process \
+                     whose /proc/<pid>/fdinfo this one cannot read"
+                        .to_owned(),
+                );
+            }
+            for pid in found {
+                if !holders.iter().any(|h| h.pid == pid) {
+                    holders.push(holder(pid, Source::Fdinfo));
+                }
+            }
+        }
+        Holders::Known(holders)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
-        let _ = lock_path;
+        let _ = (lock_path, mode);
         Holders::Unknown("/proc/locks is not available on this platform".into())
     }
 }
 
-/// The pids of the FLOCK holders of `major:minor:inode` in the text of `/proc/locks`, e.g.
-/// `1: FLOCK  ADVISORY  WRITE 5992 fe:00:10084381 0 EOF` (waiters: `1: -> FLOCK ...`).
-fn parse_proc_locks(text: &str, major: u64, minor: u64, inode: u64) -> Vec<u32> {
-    let mut pids = Vec::new();
+/// `(major, minor, inode)` of a file as `/proc/locks` writes it.
+type ProcFileId = (u64, u64, u64);
+
+/// The lock kinds and pids held on `file` in the text of `/proc/locks` (or of the `lock:` lines
+/// of an fdinfo file), e.g. `1: FLOCK  ADVISORY  WRITE 5992 fe:00:10084381 0 EOF` (major and
+/// minor in hex; waiters, `1: -> FLOCK ...`, are skipped). The pid is -1 for OFD locks.
+fn parse_proc_locks(text: &str, file: ProcFileId) -> Vec<(&str, i64)> {
+    let mut entries = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 6 || fields.contains(&"->") || fields[1] != "FLOCK" {
+        if fields.len() < 6 || fields.contains(&"->") {
             continue;
         }
         let mut id = fields[5].split(':');
@@ -901,17 +1074,53 @@ fn parse_proc_locks(text: &str, major: u64, minor: u64, inode: u64) -> Vec<u32> 
         else {
             continue;
         };
-        let matches = u64::from_str_radix(maj, 16) == Ok(major)
-            && u64::from_str_radix(min, 16) == Ok(minor)
-            && ino.parse::<u64>() == Ok(inode);
-        // A pid in another pid namespace shows as 0 (or -1 for OFD locks): not usable.
-        if let (true, Ok(pid @ 1..)) = (matches, fields[4].parse::<u32>()) {
-            if !pids.contains(&pid) {
-                pids.push(pid);
-            }
+        let matches = u64::from_str_radix(maj, 16) == Ok(file.0)
+            && u64::from_str_radix(min, 16) == Ok(file.1)
+            && ino.parse::<u64>() == Ok(file.2);
+        if let (true, Ok(pid)) = (matches, fields[4].parse::<i64>()) {
+            entries.push((fields[1], pid));
         }
     }
-    pids
+    entries
+}
+
+/// The pid of the holder record, if that process (on this host) holds an OFD lock on `file`:
+/// checking one process first spares the scan of every process's descriptors.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn recorded_ofd_holder(lock_path: &Path, file: ProcFileId) -> Option<u32> {
+    let record = crate::holder_record::read(lock_path)?;
+    let here = record.host == crate::holder_record::host_name();
+    (here && holds_ofd_lock(record.pid, file)).then_some(record.pid)
+}
+
+/// The processes with a descriptor whose fdinfo lists an OFD lock on `file`. Reads every
+/// readable `/proc/<pid>/fdinfo/<fd>`, so only for diagnostics.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn fdinfo_ofd_holders(file: ProcFileId) -> Vec<u32> {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    processes
+        .flatten()
+        .filter_map(|process| process.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| holds_ofd_lock(pid, file))
+        .collect()
+}
+
+/// Whether a `lock:` line of one of `pid`'s fdinfo files is an OFD lock on `file`. False where
+/// the process is gone or its fdinfo is not readable (another user's process).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn holds_ofd_lock(pid: u32, file: ProcFileId) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_to_string(fd.path()).is_ok_and(|info| {
+            info.lines()
+                .filter_map(|line| line.strip_prefix("lock:"))
+                .any(|line| parse_proc_locks(line, file).iter().any(|e| e.0 == "OFDLCK"))
+        })
+    })
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -976,7 +1185,11 @@ mod tests {
     }
 
     fn get(path: &Path, owner: u64, timeout: Option<Duration>) -> Result<LockGuard> {
-        acquire(path, owner, timeout, &mut no_interrupt())
+        acquire(path, owner, LockMode::Flock, timeout, &mut no_interrupt())
+    }
+
+    fn get_posix(path: &Path, owner: u64, timeout: Option<Duration>) -> Result<LockGuard> {
+        acquire(path, owner, LockMode::Posix, timeout, &mut no_interrupt())
     }
 
     /// Runs `flock -o LOCK sleep 30` and waits until it holds the lock. (`-o`: the lock
@@ -1166,7 +1379,7 @@ mod tests {
         let path = dir.path("a.lock");
         let child = flock_holder(&path);
         let pid = child.id();
-        match lock_holders(&path) {
+        match lock_holders(&path, LockMode::Flock) {
             Holders::Known(list) => {
                 let holder = list.iter().find(|h| h.pid == pid).expect("flock's pid");
                 let command = holder.command.as_deref().unwrap();
@@ -1210,7 +1423,10 @@ mod tests {
             .arg("true")
             .status();
         assert!(status.unwrap().success());
-        assert!(matches!(lock_holders(&path), Holders::Known(list) if list.is_empty()));
+        assert!(matches!(
+            lock_holders(&path, LockMode::Flock),
+            Holders::Known(list) if list.is_empty()
+        ));
         assert_eq!(
             Holders::Known(vec![]).to_string(),
             "no holder found in /proc/locks (released meanwhile?)"
@@ -1244,7 +1460,7 @@ mod tests {
                 Ok(())
             }
         };
-        let result = acquire(&path, 2, None, &mut check);
+        let result = acquire(&path, 2, LockMode::Flock, None, &mut check);
         assert!(matches!(result, Err(Failure::Interrupted)), "{result:?}");
         let mut last = Duration::ZERO;
         for at in &calls {
@@ -1273,7 +1489,8 @@ mod tests {
             std::fs::File::open(&path).unwrap().as_raw_fd(), // closed at the end of the line
         )
         .unwrap();
-        let orphans = with_registry(|r| r.orphans.get(&key).map_or(0, Vec::len));
+        let slot = (key, LockMode::Flock);
+        let orphans = with_registry(|r| r.orphans.get(&slot).map_or(0, Vec::len));
         assert_eq!(orphans, 1, "one blocked helper, adopted again and again");
         // The next waiter adopts it and gets the lock on release.
         let waiter = std::thread::spawn({
@@ -1396,9 +1613,20 @@ mod tests {
 5: FLOCK  ADVISORY  WRITE 0 fe:00:10084381 0 EOF
 garbage
 ";
-        assert_eq!(parse_proc_locks(text, 0xfe, 0, 10084381), vec![5992]);
-        assert_eq!(parse_proc_locks(text, 0x103, 0xa, 10084381), vec![9000]);
-        assert_eq!(parse_proc_locks(text, 0xfe, 0, 1), Vec::<u32>::new());
+        assert_eq!(
+            parse_proc_locks(text, (0xfe, 0, 10084381)),
+            vec![("FLOCK", 5992), ("POSIX", 7000), ("FLOCK", 0)]
+        );
+        assert_eq!(
+            parse_proc_locks(text, (0x103, 0xa, 10084381)),
+            vec![("FLOCK", 9000)]
+        );
+        assert_eq!(parse_proc_locks(text, (0xfe, 0, 1)), vec![]);
+        let fdinfo = "lock:\t1: OFDLCK ADVISORY  WRITE -1 fe:00:10084381 0 EOF";
+        assert_eq!(
+            parse_proc_locks(fdinfo.strip_prefix("lock:").unwrap(), (0xfe, 0, 10084381)),
+            vec![("OFDLCK", -1)]
+        );
         let unknown = Holders::Unknown("/proc/locks is not available".into());
         assert_eq!(
             unknown.to_string(),
@@ -1407,10 +1635,97 @@ garbage
         let one = Holders::Known(vec![Holder {
             pid: 4242,
             command: Some("python train.py --fold 3".into()),
+            source: Source::ProcLocks,
         }]);
         assert_eq!(
             one.to_string(),
             "held by pid 4242 (python train.py --fold 3)"
         );
+        let ofd = Holders::Known(vec![Holder {
+            pid: 4242,
+            command: None,
+            source: Source::Fdinfo,
+        }]);
+        assert_eq!(
+            ofd.to_string(),
+            "held by pid 4242 [found in /proc/4242/fdinfo]"
+        );
+    }
+
+    #[test]
+    fn posix_mode_excludes_threads_names_holders_and_is_reentrant() {
+        let dir = TempDir::new("posix");
+        let path = dir.path("a.lock");
+        let owner = current_thread_owner();
+        let held = get_posix(&path, owner, Some(Duration::ZERO)).unwrap();
+        // Re-entrant for the same owner.
+        drop(get_posix(&path, owner, Some(Duration::ZERO)).unwrap());
+        // Another owner (same process, another open file description) is excluded, and the
+        // timeout names this process, found through fdinfo since the OFD line has pid -1.
+        let err = get_posix(&path, 2, Some(Duration::from_millis(40))).unwrap_err();
+        match &err {
+            Error::LockTimeout {
+                holders: Holders::Known(list),
+                ..
+            } => {
+                let me = list.iter().find(|h| h.pid == std::process::id());
+                assert_eq!(me.map(|h| h.source), Some(Source::Fdinfo), "{err}");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("/fdinfo]"), "{err}");
+        // flock and OFD locks are different locks: holding one never excludes the other.
+        drop(get(&path, 2, Some(Duration::ZERO)).unwrap());
+
+        let inside = Arc::new(AtomicBool::new(false));
+        let waiter = std::thread::spawn({
+            let (path, inside) = (path.clone(), Arc::clone(&inside));
+            move || {
+                let guard = get_posix(&path, current_thread_owner(), None).unwrap();
+                assert!(
+                    inside.load(Ordering::SeqCst),
+                    "got the lock before the release"
+                );
+                drop(guard);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        inside.store(true, Ordering::SeqCst);
+        drop(held);
+        waiter.join().unwrap();
+        assert!(matches!(
+            lock_holders(&path, LockMode::Posix),
+            Holders::Known(list) if list.is_empty()
+        ));
+    }
+
+    #[test]
+    fn posix_mode_excludes_classic_record_locks_of_other_processes() {
+        let dir = TempDir::new("posix-lockf");
+        let path = dir.path("a.lock");
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl, sys, time\n\
+                 f = open(sys.argv[1], 'a')\n\
+                 fcntl.lockf(f, fcntl.LOCK_EX)\n\
+                 print('locked', flush=True)\n\
+                 time.sleep(30)",
+            ])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        let err = get_posix(&path, 1, Some(Duration::ZERO)).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("pid {}", child.id())),
+            "{err}"
+        );
+        stop(child);
+        drop(get_posix(&path, 1, Some(Duration::from_secs(5))).unwrap());
     }
 }

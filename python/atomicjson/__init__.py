@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Tuple, Union
 
 from . import _core
 from ._errors import (
@@ -52,6 +52,7 @@ __all__ = [
     "lock_path_for",
     "set_lock_wait_warning",
     "lock_holders",
+    "LockMode",
     "cleanup_temp_files",
     "read_json",
     "loads",
@@ -73,6 +74,9 @@ __all__ = [
 
 PathArg = Union[str, "os.PathLike[str]"]
 
+#: The kind of lock on the ``.lock`` file: ``"flock"`` (default) or ``"posix"`` (OFD locks).
+LockMode = Literal["flock", "posix"]
+
 #: Deepest nesting written; deeper documents raise NestingTooDeepError.
 MAX_DEPTH: int = _core.MAX_DEPTH
 
@@ -80,7 +84,8 @@ FileLock = _core.FileLock
 
 
 def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] = 30.0,
-               durable: bool = True, remove_lock_file: bool = False) -> None:
+               durable: bool = True, remove_lock_file: bool = False,
+               lock_mode: LockMode = "flock") -> None:
     """Write ``data`` to ``path`` as canonical JSON, atomically, under the exclusive lock.
 
     The bytes are exactly what the legacy ``_write_atomic_json_with_lock`` wrote: both
@@ -99,18 +104,23 @@ def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] = 30.0
 
     ``remove_lock_file=True`` deletes the ``.lock`` file on release, safely for writers that
     all use atomicjson (see :func:`lock`); keep the default where legacy writers share the file.
+
+    ``lock_mode="posix"`` locks the same ``.lock`` file with open-file-description record locks
+    (``fcntl(F_OFD_SETLKW)``) instead of ``flock``, for shared file systems whose ``flock`` is
+    node-local (see :func:`lock`). Every process writing the file must use the same mode.
+    Any other value raises ``ValueError``.
     """
     _core.write_json(path, data, lock_timeout=lock_timeout, durable=durable,
-                     remove_lock_file=remove_lock_file)
+                     remove_lock_file=remove_lock_file, lock_mode=lock_mode)
 
 
 def write_bytes(path: PathArg, payload: Union[bytes, bytearray], *,
                 lock_timeout: Optional[float] = 30.0, durable: bool = True,
-                remove_lock_file: bool = False) -> None:
+                remove_lock_file: bool = False, lock_mode: LockMode = "flock") -> None:
     """Replace ``path`` with ``payload`` under the same lock and atomic write as
     :func:`write_json`, for bytes the caller already has."""
     _core.write_bytes(path, payload, lock_timeout=lock_timeout, durable=durable,
-                      remove_lock_file=remove_lock_file)
+                      remove_lock_file=remove_lock_file, lock_mode=lock_mode)
 
 
 def canonical_bytes(data: Any) -> bytes:
@@ -125,7 +135,7 @@ def sanitize(data: Any) -> Any:
 
 
 def lock(path: PathArg, *, timeout: Optional[float] = 30.0,
-         remove_lock_file: bool = False) -> FileLock:
+         remove_lock_file: bool = False, lock_mode: LockMode = "flock") -> FileLock:
     """A context manager holding the exclusive sidecar lock of ``path`` (the same ``.lock`` file
     the writers use), to guard other work with the same protocol::
 
@@ -142,8 +152,18 @@ def lock(path: PathArg, *, timeout: Optional[float] = 30.0,
     unlinked while still held. Use it only where every process touching the file uses
     atomicjson (legacy helpers and ``flock(1)`` do not re-check), e.g. many short-lived output
     directories that should not fill with ``.lock`` files.
+
+    ``lock_mode`` picks the kind of lock on the ``.lock`` file: ``"flock"`` (the default, the
+    legacy protocol, what ``flock(1)`` uses) or ``"posix"``: an exclusive open-file-description
+    record lock over the whole file (``fcntl(F_OFD_SETLK/F_OFD_SETLKW)``), which NFS servers and
+    cluster file systems (GPFS, Lustre) arbitrate between machines where ``flock`` may be
+    node-local. The two kinds do not exclude each other, so every process sharing a file must
+    use the same mode. ``"posix"`` needs write access to the lock file and also excludes classic
+    ``fcntl.lockf`` locks. Timeouts, re-entrancy, fork and asyncio behave the same in both
+    modes. Any other value raises ``ValueError``.
     """
-    return _core.FileLock(path, timeout=timeout, remove_lock_file=remove_lock_file)
+    return _core.FileLock(path, timeout=timeout, remove_lock_file=remove_lock_file,
+                          lock_mode=lock_mode)
 
 
 def set_lock_wait_warning(seconds: Optional[float]) -> None:
@@ -158,10 +178,17 @@ def lock_path_for(path: PathArg) -> str:
     return os.fspath(_core.lock_path_for(path))
 
 
-def lock_holders(path: PathArg) -> Optional[List[Tuple[int, Optional[str]]]]:
+def lock_holders(path: PathArg, *,
+                 lock_mode: LockMode = "flock") -> Optional[List[Tuple[int, Optional[str]]]]:
     """The processes holding the lock of ``path`` now, as ``(pid, command line)`` pairs, or
-    ``None`` where the system cannot tell (no ``/proc/locks``)."""
-    holders, _ = _core.lock_holders(_core.lock_path_for(path))
+    ``None`` where the system cannot tell (no ``/proc/locks``).
+
+    ``lock_mode="posix"`` asks about the OFD lock instead of the ``flock``. ``/proc/locks``
+    shows OFD locks without a pid, so their holders are found by the ``lock:`` lines of
+    ``/proc/<pid>/fdinfo`` (other users' processes only as root); where ``/proc`` cannot
+    answer, the holder's record in the lock file (pid, host, program, time) is returned, its
+    "command" saying "recorded by the holder"."""
+    holders, _ = _core.lock_holders(_core.lock_path_for(path), lock_mode)
     return holders
 
 
@@ -205,7 +232,8 @@ def dumps(obj: Any, *, skipkeys: bool = False, ensure_ascii: bool = True,
 
 
 def write_dumps(path: PathArg, obj: Any, *, lock_timeout: Optional[float] = 30.0,
-                durable: bool = True, skipkeys: bool = False, ensure_ascii: bool = True,
+                durable: bool = True, lock_mode: LockMode = "flock",
+                skipkeys: bool = False, ensure_ascii: bool = True,
                 check_circular: bool = True, allow_nan: bool = True,
                 indent: Union[None, int, str] = None,
                 separators: Optional[Tuple[str, str]] = None,
@@ -214,7 +242,7 @@ def write_dumps(path: PathArg, obj: Any, *, lock_timeout: Optional[float] = 30.0
     and atomic replacement of :func:`write_json`, without building a Python string."""
     _dumps_encoding(skipkeys, ensure_ascii, check_circular, allow_nan, indent, separators,
                     default, sort_keys).write(path, obj, lock_timeout=lock_timeout,
-                                              durable=durable)
+                                              durable=durable, lock_mode=lock_mode)
 
 
 def read_json(path: PathArg) -> Any:
@@ -237,7 +265,7 @@ def _current_or_default(path: PathArg, default: Any) -> Any:
 
 def update_json(path: PathArg, fn: Callable[[Any], Any], *, default: Any = None,
                 lock_timeout: Optional[float] = 30.0, durable: bool = True,
-                remove_lock_file: bool = False) -> Any:
+                remove_lock_file: bool = False, lock_mode: LockMode = "flock") -> Any:
     """Read-modify-write without lost updates: hold the lock of ``path`` across reading the
     document, ``fn(current)`` and the atomic write of what ``fn`` returns (in canonical form).
 
@@ -247,10 +275,14 @@ def update_json(path: PathArg, fn: Callable[[Any], Any], *, default: Any = None,
 
         atomicjson.update_json("snapshot_index.json",
                                lambda index: {**index, run_id: entry}, default={})
+
+    ``lock_mode`` as for :func:`lock`.
     """
-    with lock(path, timeout=lock_timeout, remove_lock_file=remove_lock_file):
+    with lock(path, timeout=lock_timeout, remove_lock_file=remove_lock_file,
+              lock_mode=lock_mode):
         new = fn(_current_or_default(path, default))
-        _core.write_json(path, new, lock_timeout=lock_timeout, durable=durable)
+        _core.write_json(path, new, lock_timeout=lock_timeout, durable=durable,
+                         lock_mode=lock_mode)
         return new
 
 
@@ -267,15 +299,18 @@ class locked_json:
         cm = atomicjson.locked_json("index.json", default=[])
         with cm as entries:
             cm.data = [e for e in entries if e["keep"]]
+
+    ``lock_mode`` as for :func:`lock`.
     """
 
     def __init__(self, path: PathArg, *, default: Any = None,
                  lock_timeout: Optional[float] = 30.0, durable: bool = True,
-                 remove_lock_file: bool = False) -> None:
+                 remove_lock_file: bool = False, lock_mode: LockMode = "flock") -> None:
         self._path = path
         self._default = default
         self._lock = _core.FileLock(path, timeout=lock_timeout,
-                                    remove_lock_file=remove_lock_file)
+                                    remove_lock_file=remove_lock_file, lock_mode=lock_mode)
+        self._lock_mode = lock_mode
         self._lock_timeout = lock_timeout
         self._durable = durable
         #: The document written back on exit; assign to replace it.
@@ -294,7 +329,7 @@ class locked_json:
         try:
             if exc_type is None:
                 _core.write_json(self._path, self.data, lock_timeout=self._lock_timeout,
-                                 durable=self._durable)
+                                 durable=self._durable, lock_mode=self._lock_mode)
         finally:
             self._lock.release()
 
@@ -305,6 +340,6 @@ def loads(data: Union[str, bytes, bytearray]) -> Any:
 
 
 if hasattr(os, "register_at_fork"):
-    # A forked child shares the parent's lock descriptors (and so its flock locks): drop the
-    # child's copies so the parent's release really releases.
+    # A forked child shares the parent's lock descriptors (and so its flock and OFD locks):
+    # drop the child's copies so the parent's release really releases.
     os.register_at_fork(after_in_child=_core._forget_locks_after_fork)

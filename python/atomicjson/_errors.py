@@ -74,7 +74,8 @@ class LockTimeoutError(AtomicJsonError, TimeoutError):
 
 
 class LockUnsupportedError(AtomicJsonError):
-    """The file system does not support the lock (``ENOSYS``, ``ENOLCK``, ``EOPNOTSUPP``)."""
+    """The file system does not support the lock: ``flock`` (or ``fcntl`` in posix lock mode)
+    answered ``ENOSYS``, ``ENOLCK`` or ``EOPNOTSUPP``. Raised at once, never after a wait."""
 
 
 class SerializationError(AtomicJsonError):

@@ -20,7 +20,7 @@ import os
 import weakref
 from typing import Any, Callable, Optional, Union
 
-from . import _core
+from . import LockMode, _core
 from . import _current_or_default
 
 __all__ = ["lock", "write_json", "write_bytes", "read_json", "update_json"]
@@ -50,32 +50,41 @@ def _task_owner() -> int:
 
 class lock:
     """``async with atomicjson.aio.lock(path):`` holds the sidecar lock of ``path`` for the
-    current task. ``timeout=None`` waits forever, ``0`` tries once."""
+    current task. ``timeout=None`` waits forever, ``0`` tries once; ``lock_mode`` as for
+    :func:`atomicjson.lock`."""
 
     def __init__(self, path: PathArg, *, timeout: Optional[float] = 30.0,
-                 remove_lock_file: bool = False) -> None:
+                 remove_lock_file: bool = False, lock_mode: LockMode = "flock") -> None:
         self._path = path
         self._timeout = timeout
         self._remove_lock_file = remove_lock_file
+        self._lock_mode = lock_mode
         self._lock: Optional[_core.FileLock] = None
-        self._pending: Optional[asyncio.Future[Any]] = None
+        self._pending: Optional[concurrent.futures.Future[Any]] = None
 
     @property
     def owner(self) -> int:
         assert self._lock is not None, "not entered"
         return self._lock.owner
 
+    @property
+    def lock_mode(self) -> LockMode:
+        return self._lock_mode
+
     async def __aenter__(self) -> "lock":
         self._lock = file_lock = _core.FileLock(self._path, timeout=self._timeout,
                                                 remove_lock_file=self._remove_lock_file,
-                                                owner=_task_owner())
-        waiting = asyncio.get_running_loop().run_in_executor(_WAITERS, file_lock.acquire)
+                                                owner=_task_owner(),
+                                                lock_mode=self._lock_mode)
+        attempt = _WAITERS.submit(file_lock.acquire)
         try:
-            await asyncio.shield(waiting)
+            await asyncio.shield(asyncio.wrap_future(attempt))
         except asyncio.CancelledError:
             # The worker may still get the lock: make it give up, and release whatever it got.
+            # The callback is the worker's (or runs here if it is done), not the event loop's:
+            # it must run even when the loop has closed meanwhile.
             file_lock.cancel()
-            waiting.add_done_callback(lambda _: file_lock.release())
+            attempt.add_done_callback(lambda _: file_lock.release())
             raise
         return self
 
@@ -83,36 +92,37 @@ class lock:
         file_lock = self._lock
         assert file_lock is not None
         pending = self._pending
-        if pending is not None and not pending.done():
-            # A write still runs in its thread (its task was cancelled): release after it.
+        if pending is not None:
+            # A write may still run in its thread (its task was cancelled): release after it
+            # (at once if it is done), from that thread, whether or not the loop still runs.
             pending.add_done_callback(lambda _: file_lock.release())
         else:
             file_lock.release()
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking I/O under this lock; cancellation does not cut the I/O short."""
-        future = asyncio.get_running_loop().run_in_executor(_IO, functools.partial(fn, *args, **kwargs))
-        self._pending = future
-        return await asyncio.shield(future)
+        self._pending = work = _IO.submit(functools.partial(fn, *args, **kwargs))
+        return await asyncio.shield(asyncio.wrap_future(work))
 
 
 async def _locked_write(path: PathArg, payload: bytes, lock_timeout: Optional[float],
-                        durable: bool) -> None:
-    async with lock(path, timeout=lock_timeout) as held:
+                        durable: bool, lock_mode: LockMode) -> None:
+    async with lock(path, timeout=lock_timeout, lock_mode=lock_mode) as held:
         await held._run(_core.write_bytes, path, payload, lock_timeout=lock_timeout,
-                        durable=durable, owner=held.owner)
+                        durable=durable, owner=held.owner, lock_mode=lock_mode)
 
 
 async def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] = 30.0,
-                     durable: bool = True) -> None:
+                     durable: bool = True, lock_mode: LockMode = "flock") -> None:
     """:func:`atomicjson.write_json` for asyncio."""
-    await _locked_write(path, _core.canonical_bytes(data), lock_timeout, durable)
+    await _locked_write(path, _core.canonical_bytes(data), lock_timeout, durable, lock_mode)
 
 
 async def write_bytes(path: PathArg, payload: Union[bytes, bytearray], *,
-                      lock_timeout: Optional[float] = 30.0, durable: bool = True) -> None:
+                      lock_timeout: Optional[float] = 30.0, durable: bool = True,
+                      lock_mode: LockMode = "flock") -> None:
     """:func:`atomicjson.write_bytes` for asyncio."""
-    await _locked_write(path, bytes(payload), lock_timeout, durable)
+    await _locked_write(path, bytes(payload), lock_timeout, durable, lock_mode)
 
 
 async def read_json(path: PathArg) -> Any:
@@ -121,14 +131,15 @@ async def read_json(path: PathArg) -> Any:
 
 
 async def update_json(path: PathArg, fn: Callable[[Any], Any], *, default: Any = None,
-                      lock_timeout: Optional[float] = 30.0, durable: bool = True) -> Any:
+                      lock_timeout: Optional[float] = 30.0, durable: bool = True,
+                      lock_mode: LockMode = "flock") -> Any:
     """:func:`atomicjson.update_json` for asyncio; ``fn`` may be a plain or an async function."""
-    async with lock(path, timeout=lock_timeout) as held:
+    async with lock(path, timeout=lock_timeout, lock_mode=lock_mode) as held:
         current = await held._run(_current_or_default, path, default)
         new = fn(current)
         if inspect.isawaitable(new):
             new = await new
         payload = _core.canonical_bytes(new)
         await held._run(_core.write_bytes, path, payload, lock_timeout=lock_timeout,
-                        durable=durable, owner=held.owner)
+                        durable=durable, owner=held.owner, lock_mode=lock_mode)
         return new

@@ -167,7 +167,8 @@ def _process_age(pid: int) -> Optional[float]:
 
 
 def _proc_locks_waiters(lock_file: str) -> List[int]:
-    """Pids blocked in flock() on `lock_file` (the ``->`` lines of /proc/locks), best effort."""
+    """Pids blocked in flock() on `lock_file` (the ``->`` lines of /proc/locks), best effort.
+    (Waiters for OFD locks show pid -1 there, so posix mode lists none.)"""
     try:
         st = os.stat(lock_file)
         with open("/proc/locks") as f:
@@ -186,15 +187,28 @@ def _proc_locks_waiters(lock_file: str) -> List[int]:
     return waiters
 
 
-def _probe_held(lock_file: str) -> Optional[bool]:
-    """Whether someone holds the flock on `lock_file`, by trying it once (released at once).
-    Used only where the system cannot say who holds a lock."""
+def _probe_held(lock_file: str, lock_mode: str) -> Optional[bool]:
+    """Whether someone holds the lock on `lock_file`, by trying it once (released at once), or
+    for posix mode by asking F_OFD_GETLK (which works on a read-only descriptor). Used only
+    where the system cannot say who holds a lock."""
     import fcntl
+    import struct
 
     try:
         fd = os.open(lock_file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
+    if lock_mode == "posix":
+        try:
+            # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD requests).
+            query = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+            answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, query)
+            kind: int = struct.unpack("hhqqi", answer)[0]
+            return kind != fcntl.F_UNLCK
+        except (OSError, AttributeError):
+            return None
+        finally:
+            os.close(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -208,13 +222,14 @@ def _probe_held(lock_file: str) -> Optional[bool]:
         os.close(fd)
 
 
-def _describe_lock_timeout(exc: LockTimeoutError) -> str:
+def _describe_lock_timeout(exc: LockTimeoutError, lock_mode: atomicjson.LockMode) -> str:
     """The library's message, plus the holders' pids and command lines when it omits them."""
     message = _one_line(str(exc))
     pids = getattr(exc, "holders", None)
     if pids is None:
         try:
-            known = atomicjson.lock_holders(getattr(exc, "lock_path", None) or exc.filename)
+            known = atomicjson.lock_holders(getattr(exc, "lock_path", None) or exc.filename,
+                                            lock_mode=lock_mode)
         except Exception:
             known = None
         pids = [pid for pid, _ in known] if known else None
@@ -254,9 +269,11 @@ def cmd_write(args: argparse.Namespace) -> int:
     payload, data = _read_stdin_json()
     durable = not args.no_fsync
     if args.plain:
-        atomicjson.write_bytes(args.path, payload, lock_timeout=args.timeout, durable=durable)
+        atomicjson.write_bytes(args.path, payload, lock_timeout=args.timeout, durable=durable,
+                               lock_mode=args.lock_mode)
     else:
-        atomicjson.write_json(args.path, data, lock_timeout=args.timeout, durable=durable)
+        atomicjson.write_json(args.path, data, lock_timeout=args.timeout, durable=durable,
+                              lock_mode=args.lock_mode)
     return 0
 
 
@@ -411,7 +428,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         return doc
 
     new = atomicjson.update_json(args.path, change, default={}, lock_timeout=args.timeout,
-                                 durable=not args.no_fsync)
+                                 durable=not args.no_fsync, lock_mode=args.lock_mode)
     if args.print:
         _write_document(new, compact=False)
     return 0
@@ -486,10 +503,11 @@ def cmd_locks(args: argparse.Namespace) -> int:
     unknown_owner = False
     for lock_file in _walk_files(args.dir, lambda n: n.endswith(".lock")):
         scanned += 1
-        holders = atomicjson.lock_holders(lock_file)
-        waiters = [(pid, _cmdline(pid)) for pid in _proc_locks_waiters(lock_file)]
+        holders = atomicjson.lock_holders(lock_file, lock_mode=args.lock_mode)
+        waiters = [(pid, _cmdline(pid)) for pid in _proc_locks_waiters(lock_file)
+                   if args.lock_mode == "flock"]
         if holders is None:
-            held = _probe_held(lock_file)
+            held = _probe_held(lock_file, args.lock_mode)
             if held:
                 unknown_owner = True
         else:
@@ -847,10 +865,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # the parser
 
 
+def _add_lock_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lock-mode", choices=["flock", "posix"], default="flock",
+                   help="the kind of lock on the .lock file: flock (default, what legacy "
+                        "writers and flock(1) use) or posix (OFD record locks, for shared "
+                        "file systems whose flock is node-local); all writers of a file "
+                        "must use the same mode")
+
+
 def _add_lock_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_timeout, default=30.0, metavar="SECONDS",
                    help="how long to wait for the lock (default 30; 0 tries once; "
                         "'none' waits forever)")
+    _add_lock_mode(p)
     p.add_argument("--no-fsync", action="store_true",
                    help="skip the fsyncs: still atomic, not guaranteed to survive a power cut")
 
@@ -908,6 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "atomicjson locks /data/runs")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--all", action="store_true", help="also list the free lock files")
+    _add_lock_mode(p)
     p.set_defaults(func=cmd_locks)
 
     p = _command(sub, "clean", "Remove atomicjson's orphaned temp files (.NAME.RANDOM.tmp, "
@@ -972,7 +1000,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _error(str(e))
         return e.code
     except LockTimeoutError as e:
-        _error(_describe_lock_timeout(e))
+        _error(_describe_lock_timeout(e, getattr(args, "lock_mode", "flock")))
         return 1
     except JSONDecodeError as e:
         _error(f"{e.filename or ''}: {_decode_detail(e)}" if e.filename else str(e))

@@ -20,7 +20,7 @@ use super::sanitize::{to_python, Profile, Rules};
 use super::text::wtf8_to_str;
 use crate::atomic_write;
 use crate::errors::{Error, Step};
-use crate::lock::{self, LockGuard};
+use crate::lock::{self, LockGuard, LockMode};
 use crate::read;
 
 /// A failure inside a call that released the GIL: from the core, or Ctrl-C while waiting.
@@ -67,14 +67,16 @@ pub fn set_lock_wait_warning(seconds: Option<f64>) -> PyResult<()> {
 /// notice Ctrl-C, and once it has lasted long, explains itself on the `atomicjson` logger.
 struct WaitWatch<'a> {
     lock_path: &'a Path,
+    mode: LockMode,
     started: Instant,
     warned: bool,
 }
 
 impl<'a> WaitWatch<'a> {
-    fn new(lock_path: &'a Path) -> Self {
+    fn new(lock_path: &'a Path, mode: LockMode) -> Self {
         WaitWatch {
             lock_path,
+            mode,
             started: Instant::now(),
             warned: false,
         }
@@ -85,7 +87,7 @@ impl<'a> WaitWatch<'a> {
         let threshold = WAIT_WARNING_MS.load(Ordering::Relaxed);
         if !self.warned && self.started.elapsed().as_millis() >= u128::from(threshold) {
             self.warned = true;
-            let holders = lock::lock_holders(self.lock_path);
+            let holders = lock::lock_holders(self.lock_path, self.mode);
             let message = format!(
                 "waiting for lock {} for {:.1} s; {}",
                 self.lock_path.display(),
@@ -114,6 +116,15 @@ fn timeout_from(seconds: Option<f64>) -> PyResult<Option<Duration>> {
             Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX),
         )),
     }
+}
+
+/// `"flock"` or `"posix"`; anything else is a ValueError.
+fn lock_mode_from(name: &str) -> PyResult<LockMode> {
+    LockMode::parse(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "lock_mode must be \"flock\" or \"posix\", not {name:?}"
+        ))
+    })
 }
 
 /// The logical owner of a lock: the OS thread, unless the caller names one (asyncio tasks).
@@ -294,7 +305,7 @@ impl Encoding {
 
     /// Encode, then write atomically (under the sidecar lock when `locked`).
     #[pyo3(signature = (path, obj, *, lock_timeout=Some(30.0), durable=true, locked=true,
-        remove_lock_file=false, owner=None))]
+        remove_lock_file=false, owner=None, lock_mode="flock"))]
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
@@ -306,6 +317,7 @@ impl Encoding {
         locked: bool,
         remove_lock_file: bool,
         owner: Option<u64>,
+        lock_mode: &str,
     ) -> PyResult<()> {
         let how = WriteOptions {
             timeout: timeout_from(lock_timeout)?,
@@ -313,6 +325,7 @@ impl Encoding {
             locked,
             remove_lock_file,
             owner,
+            mode: lock_mode_from(lock_mode)?,
         };
         let (bytes, has_surrogates) = self.encode_to_vec(py, obj, Some(&path))?;
         if has_surrogates {
@@ -332,6 +345,7 @@ impl Encoding {
 fn acquire_creating_dir(
     lock_path: &Path,
     owner: u64,
+    mode: LockMode,
     timeout: Option<Duration>,
     remove_lock_file: bool,
     check: &mut dyn FnMut() -> Result<(), Failure>,
@@ -341,7 +355,7 @@ fn acquire_creating_dir(
     } else {
         lock::acquire::<Failure>
     };
-    match acquire(lock_path, owner, timeout, check) {
+    match acquire(lock_path, owner, mode, timeout, check) {
         Err(Failure::Core(Error::Io {
             step: Step::OpenLock,
             source,
@@ -350,7 +364,7 @@ fn acquire_creating_dir(
             if let Some(dir) = lock_path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(Step::CreateDir, dir, e))?;
             }
-            acquire(lock_path, owner, timeout, check)
+            acquire(lock_path, owner, mode, timeout, check)
         }
         other => other,
     }
@@ -365,6 +379,7 @@ struct WriteOptions {
     /// Delete the lock file on release (opt-in, see `lock::acquire_removable`).
     remove_lock_file: bool,
     owner: Option<u64>,
+    mode: LockMode,
 }
 
 /// Take the lock (unless not `locked`) and replace the file, all with the GIL released.
@@ -373,10 +388,11 @@ fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) ->
     py.detach(|| -> Result<(), Failure> {
         let _guard = if how.locked {
             let lock_path = lock::lock_path_for(path)?;
-            let mut watch = WaitWatch::new(&lock_path);
+            let mut watch = WaitWatch::new(&lock_path, how.mode);
             Some(acquire_creating_dir(
                 &lock_path,
                 owner,
+                how.mode,
                 how.timeout,
                 how.remove_lock_file,
                 &mut || watch.check(),
@@ -429,7 +445,8 @@ pub fn sanitize<'py>(
 /// Write `data` canonically to `path`, atomically, under the exclusive `.lock` sidecar.
 #[pyfunction]
 #[pyo3(signature = (path, data, *, lock_timeout=Some(30.0), durable=true, remove_lock_file=false,
-    owner=None))]
+    owner=None, lock_mode="flock"))]
+#[allow(clippy::too_many_arguments)]
 pub fn write_json(
     py: Python<'_>,
     path: PathBuf,
@@ -438,6 +455,7 @@ pub fn write_json(
     durable: bool,
     remove_lock_file: bool,
     owner: Option<u64>,
+    lock_mode: &str,
 ) -> PyResult<()> {
     let how = WriteOptions {
         timeout: timeout_from(lock_timeout)?,
@@ -445,6 +463,7 @@ pub fn write_json(
         locked: true,
         remove_lock_file,
         owner,
+        mode: lock_mode_from(lock_mode)?,
     };
     Encoding::canonical().write_to(py, path, data, how)
 }
@@ -452,7 +471,8 @@ pub fn write_json(
 /// Write `payload` to `path` with the same lock and atomic replacement as `write_json`.
 #[pyfunction]
 #[pyo3(signature = (path, payload, *, lock_timeout=Some(30.0), durable=true,
-    remove_lock_file=false, owner=None))]
+    remove_lock_file=false, owner=None, lock_mode="flock"))]
+#[allow(clippy::too_many_arguments)]
 pub fn write_bytes(
     py: Python<'_>,
     path: PathBuf,
@@ -461,6 +481,7 @@ pub fn write_bytes(
     durable: bool,
     remove_lock_file: bool,
     owner: Option<u64>,
+    lock_mode: &str,
 ) -> PyResult<()> {
     let how = WriteOptions {
         timeout: timeout_from(lock_timeout)?,
@@ -468,6 +489,7 @@ pub fn write_bytes(
         locked: true,
         remove_lock_file,
         owner,
+        mode: lock_mode_from(lock_mode)?,
     };
     write_locked(py, &path, &payload, how)
 }
@@ -524,14 +546,17 @@ pub fn lock_path_for(py: Python<'_>, path: PathBuf) -> PyResult<PathBuf> {
     lock::lock_path_for(&path).map_err(|e| core_error(py, e))
 }
 
-/// Who holds the lock file `lock_path` now: a list of `(pid, command line or None)`, or None
-/// where the system cannot tell (no /proc/locks).
+/// Who holds the lock of kind `lock_mode` on the lock file `lock_path` now: a list of
+/// `(pid, command line or None)`, or None where the system cannot tell; and the description.
 #[pyfunction]
+#[pyo3(signature = (lock_path, lock_mode="flock"))]
 pub fn lock_holders<'py>(
     py: Python<'py>,
     lock_path: PathBuf,
+    lock_mode: &str,
 ) -> PyResult<(Option<Bound<'py, PyList>>, String)> {
-    let holders = py.detach(|| lock::lock_holders(&lock_path));
+    let mode = lock_mode_from(lock_mode)?;
+    let holders = py.detach(|| lock::lock_holders(&lock_path, mode));
     let detail = holders.to_string();
     let list = match &holders {
         lock::Holders::Known(list) => {
@@ -580,6 +605,7 @@ pub struct FileLock {
     lock_path: PathBuf,
     timeout: Option<Duration>,
     owner: u64,
+    mode: LockMode,
     remove_lock_file: bool,
     guard: Mutex<Option<LockGuard>>,
     cancelled: AtomicBool,
@@ -588,18 +614,21 @@ pub struct FileLock {
 #[pymethods]
 impl FileLock {
     #[new]
-    #[pyo3(signature = (path, *, timeout=Some(30.0), remove_lock_file=false, owner=None))]
+    #[pyo3(signature = (path, *, timeout=Some(30.0), remove_lock_file=false, owner=None,
+        lock_mode="flock"))]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         timeout: Option<f64>,
         remove_lock_file: bool,
         owner: Option<u64>,
+        lock_mode: &str,
     ) -> PyResult<FileLock> {
         Ok(FileLock {
             lock_path: lock::lock_path_for(&path).map_err(|e| core_error(py, e))?,
             timeout: timeout_from(timeout)?,
             owner: owner_or_thread(owner),
+            mode: lock_mode_from(lock_mode)?,
             remove_lock_file,
             guard: Mutex::new(None),
             cancelled: AtomicBool::new(false),
@@ -612,7 +641,7 @@ impl FileLock {
             return Err(PyRuntimeError::new_err("this FileLock is already held"));
         }
         let cancelled = &self.cancelled;
-        let mut watch = WaitWatch::new(&self.lock_path);
+        let mut watch = WaitWatch::new(&self.lock_path, self.mode);
         let mut check = || {
             if cancelled.load(Ordering::Relaxed) {
                 return Err(Failure::Py(PyRuntimeError::new_err("lock wait cancelled")));
@@ -624,12 +653,18 @@ impl FileLock {
                 acquire_creating_dir(
                     &self.lock_path,
                     self.owner,
+                    self.mode,
                     self.timeout,
                     self.remove_lock_file,
                     &mut check,
                 )
             })
             .map_err(|f: Failure| f.into_pyerr(py))?;
+        // `cancel()` came while the lock was being granted: the caller no longer wants it.
+        if self.cancelled.load(Ordering::SeqCst) {
+            drop(guard);
+            return Err(PyRuntimeError::new_err("lock wait cancelled"));
+        }
         if let Ok(mut slot) = self.guard.lock() {
             *slot = Some(guard);
         }
@@ -638,7 +673,7 @@ impl FileLock {
 
     /// Make a waiting `acquire()` give up within a few milliseconds (from any thread).
     fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+        self.cancelled.store(true, Ordering::SeqCst);
     }
 
     /// Release the lock (a no-op when not held).
@@ -672,6 +707,12 @@ impl FileLock {
         self.lock_path.clone()
     }
 
+    /// `"flock"` or `"posix"`.
+    #[getter]
+    fn lock_mode(&self) -> &'static str {
+        self.mode.name()
+    }
+
     /// The logical owner: re-entrant acquisitions by the same owner do not wait.
     #[getter]
     fn owner(&self) -> u64 {
@@ -680,8 +721,9 @@ impl FileLock {
 
     fn __repr__(&self) -> String {
         format!(
-            "FileLock({:?}, held={})",
+            "FileLock({:?}, lock_mode={:?}, held={})",
             self.lock_path.display().to_string(),
+            self.mode.name(),
             if self.held() { "True" } else { "False" }
         )
     }
