@@ -158,6 +158,16 @@ fn create_temp(dir: &Path, name: &OsStr) -> io::Result<(PathBuf, File)> {
             }
             // No flock on this file system: the marker is a convenience, not a requirement.
         }
+        // Between the creation and the flock, a cleanup (with a small `older_than`) may have
+        // taken the file for an orphan and removed it: then the rename would fail. Draw again.
+        let same = match (fs::symlink_metadata(&path), file.metadata()) {
+            (Ok(named), Ok(locked)) => named.dev() == locked.dev() && named.ino() == locked.ino(),
+            _ => false,
+        };
+        if !same {
+            last_err = Some(io::ErrorKind::NotFound.into());
+            continue;
+        }
         return Ok((path, file));
     }
     Err(last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
@@ -213,7 +223,8 @@ pub fn is_temp_file_name(name: &OsStr) -> bool {
 /// Removes this library's temp files directly in `dir` (not in subdirectories) that are older
 /// than `older_than` (by modification time) and whose flock can be taken, i.e. that no live
 /// writer holds. Each file is unlinked while its flock is held and only if the name still
-/// refers to the file that was locked. Returns the removed paths.
+/// refers to the file that was locked. Returns the removed paths. (A writer whose temp file is
+/// removed in the instant between its creation and its flock notices and draws another name.)
 ///
 /// Only an unreadable `dir` is an error; a file that cannot be examined, opened (for instance a
 /// temp file of another user with mode 0600), locked or removed is skipped.
