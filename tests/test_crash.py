@@ -29,6 +29,9 @@ SEED = int(os.environ.get("ATOMICJSON_SEED", str(random.randrange(2**32))))
 WORKER = Path(__file__).resolve().parent / "crash_worker.py"
 TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
 
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="reads /proc to find stopped writers and their locks")
+
 
 class ForkServer:
     """The crash_worker server: forks writers on request (see its docstring)."""

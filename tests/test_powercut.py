@@ -8,7 +8,11 @@ or the new document, never an empty, torn or missing file (this relies on ext4's
 non-durable round, a durable write of a neighbour file commits the journal before the cut, so
 the rename is committed: then the new document must be complete.
 
-Needs root, losetup, mkfs.ext4 and ext4; skipped otherwise. Rounds scale with
+The mounts live in a private mount namespace (``unshare -m``): a mount in the shared namespace
+is copied into any namespace another process creates meanwhile, which keeps the shut-down file
+system alive there, and the next mount of the device would find it again.
+
+Needs root, unshare, losetup, mkfs.ext4 and ext4; skipped otherwise. Rounds scale with
 ATOMICJSON_STRESS (default 1: 24 rounds); ``pytest -s`` prints a one-line summary.
 """
 
@@ -17,21 +21,19 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
-import atomicjson
-from conftest import is_root, run_python
+from conftest import HERE, is_root
 
 STRESS = float(os.environ.get("ATOMICJSON_STRESS", "1"))
 SEED = int(os.environ.get("ATOMICJSON_SEED", str(random.randrange(2**32))))
-TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
-TOOLS = ("losetup", "mkfs.ext4", "mount", "umount")
+TOOLS = ("unshare", "losetup", "mkfs.ext4", "mount", "umount")
 
 pytestmark = [
     pytest.mark.skipif(not is_root, reason="power cuts need root (loop device, mount)"),
@@ -40,7 +42,7 @@ pytestmark = [
 ]
 
 # Write, then cut the power at once: the ioctl on the directory, in the same process, right
-# after write_json returns (or after a durable write of a neighbour file, for durable=False).
+# after write_json returns (or after a durable write of a neighbour file).
 WRITE_AND_CUT = """
 import fcntl, json, os, struct, sys
 import atomicjson
@@ -58,41 +60,65 @@ fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, struct.pack("I", EXT4_GOING_FLAGS_NOLOGFLUSH)
 print("cut")
 """
 
+# Runs in the private mount namespace: mounts the volume, then each round writes and cuts (in a
+# child), mounts again and reports what the file holds, one JSON line per round.
+DRIVER = """
+import json, os, random, re, subprocess, sys
+import atomicjson
+device, mnt, work, rounds, seed, write_and_cut = sys.argv[1:7]
+TEMP_NAME = re.compile(r"^\\..+\\.[0-9a-f]{16}\\.tmp$")
 
-def make_doc(version: int, size: int) -> Dict[str, Any]:
-    """About `size` bytes of JSON, every line naming the version."""
+def run(*cmd):
+    subprocess.run(cmd, check=True, capture_output=True)
+
+def make_doc(version, size):  # about `size` bytes, every line naming the version
     return {"version": version, "lines": [f"{version}-{i:07d}" for i in range(size // 20)]}
 
+rng = random.Random(int(seed))
+target, source = os.path.join(mnt, "state.json"), os.path.join(work, "next.json")
+run("mount", "-t", "ext4", device, mnt)
+old = None
+for version in range(int(rounds)):
+    durable, neighbour = version % 2 == 0, version % 4 == 3
+    doc = make_doc(version, rng.choice([1_000, 50_000, 1_000_000]))
+    new = atomicjson.canonical_bytes(doc)
+    with open(source, "w") as f:
+        json.dump(doc, f)
+    child = subprocess.run([sys.executable, "-c", write_and_cut, target, source,
+                            str(int(durable)), str(int(neighbour))],
+                           capture_output=True, text=True)
+    if child.returncode != 0 or child.stdout.strip() != "cut":
+        print(json.dumps({"round": version, "error": child.stderr}), flush=True)
+        break
+    run("umount", mnt)
+    run("mount", "-t", "ext4", device, mnt)
+    data = open(target, "rb").read() if os.path.exists(target) else None
+    temps = sorted(name for name in os.listdir(mnt) if TEMP_NAME.match(name))
+    removed = sorted(os.path.basename(p) for p in atomicjson.cleanup_temp_files(mnt, older_than=0))
+    outcome = ("new" if data == new else "old" if data == old and old is not None
+               else "missing" if data is None else "other")
+    print(json.dumps({"round": version, "durable": durable, "neighbour": neighbour,
+                      "size": len(new), "outcome": outcome, "bytes": len(data or b""),
+                      "had_old": old is not None, "temps": temps, "removed": removed}),
+          flush=True)
+    old = data
+run("umount", mnt)
+"""
 
-class Volume:
-    """An ext4 image on a loop device, mounted at `mountpoint` while `mounted`."""
+
+class LoopImage:
+    """A fresh ext4 image attached to a loop device; detached by `close`."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.image = tmp_path / "ext4.img"
-        self.mountpoint = tmp_path / "mnt"
-        self.mountpoint.mkdir()
-        self.device: Optional[str] = None
-        self.mounted = False
-
-    def create(self) -> None:
+        self.device = ""
         with open(self.image, "wb") as f:
             f.truncate(64 << 20)
         _run("mkfs.ext4", "-q", "-F", str(self.image))
         self.device = _run("losetup", "-f", "--show", str(self.image)).strip()
 
-    def mount(self) -> None:
-        assert self.device is not None
-        _run("mount", "-t", "ext4", self.device, str(self.mountpoint))
-        self.mounted = True
-
-    def umount(self) -> None:
-        _run("umount", str(self.mountpoint))
-        self.mounted = False
-
     def close(self) -> None:
-        if self.mounted:
-            subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
-        if self.device is not None:
+        if self.device:
             subprocess.run(["losetup", "-d", self.device], capture_output=True)
 
 
@@ -104,60 +130,50 @@ def _run(*cmd: str) -> str:
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> Iterator[Volume]:
-    vol = Volume(tmp_path)
+def loop_image(tmp_path: Path) -> Iterator[LoopImage]:
     try:
-        vol.create()
-        vol.mount()
-    except RuntimeError as err:  # no loop devices or no ext4 here (a container, for instance)
-        vol.close()
-        pytest.skip(f"cannot set up an ext4 loop device: {err}")
+        image = LoopImage(tmp_path)
+    except RuntimeError as err:  # no loop devices here (a container, for instance)
+        pytest.skip(f"cannot set up a loop device: {err}")
     try:
-        yield vol
+        yield image
     finally:
-        vol.close()
+        # The mounts died with the driver's namespace, even if it was killed.
+        image.close()
 
 
 def test_durable_writes_survive_a_power_cut_and_others_are_old_or_new(
-        volume: Volume, tmp_path: Path) -> None:
-    rng = random.Random(SEED)
-    target = volume.mountpoint / "state.json"
+        loop_image: LoopImage, tmp_path: Path) -> None:
     rounds = max(2, int(24 * STRESS))
-    old: Optional[bytes] = None
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", sys.executable, "-c", DRIVER,
+         loop_image.device, str(mnt), str(tmp_path), str(rounds), str(SEED), WRITE_AND_CUT],
+        capture_output=True, text=True, env=env, timeout=600)
+    if "unknown filesystem type 'ext4'" in driver.stderr:
+        pytest.skip("no ext4 in this kernel")
+    reports: List[Dict[str, Any]] = [json.loads(line) for line in driver.stdout.splitlines()]
+    assert driver.returncode == 0, driver.stderr
+    assert len(reports) == rounds and "error" not in reports[-1], reports[-1:]
+
     seen = {"durable new": 0, "fast new": 0, "fast old": 0}
     temps_left = 0
-    for version in range(rounds):
-        durable = version % 2 == 0
-        neighbour = version % 4 == 3
-        size = rng.choice([1_000, 50_000, 1_000_000])
-        doc = make_doc(version, size)
-        new = atomicjson.canonical_bytes(doc)
-        source = tmp_path / "next.json"  # the document to write, off the volume
-        source.write_text(json.dumps(doc))
-        child = run_python(WRITE_AND_CUT, str(target), str(source), str(int(durable)),
-                           str(int(neighbour)))
-        assert child.returncode == 0 and child.stdout.strip() == "cut", child.stderr
-        volume.umount()
-        volume.mount()
-
-        data = target.read_bytes() if target.exists() else None
-        temps = [p.name for p in volume.mountpoint.iterdir() if TEMP_NAME.match(p.name)]
-        if durable:
-            assert data == new, f"round {version}: durable write lost (seed {SEED})"
-            assert temps == [], f"round {version}: temp file after a durable write"
+    for r in reports:
+        where = f"round {r['round']} (seed {SEED}): {r}"
+        assert r["removed"] == r["temps"], where  # what is left is orphans, and cleanup takes them
+        if r["durable"]:
+            assert r["outcome"] == "new" and r["temps"] == [], where
             seen["durable new"] += 1
         else:
-            assert data is not None or old is None, f"round {version}: file lost"
-            assert data in (old, new), (
-                f"round {version}: neither old nor new, {len(data or b'')} bytes (seed {SEED})")
-            seen["fast new" if data == new else "fast old"] += 1
-            if neighbour:  # its commit carried our rename, and ext4 flushed our data first
-                assert data == new, f"round {version}: committed rename without data"
-            # A temp file of a write whose rename was lost is an orphan: cleanup removes it.
-            assert sorted(atomicjson.cleanup_temp_files(volume.mountpoint, older_than=0)) == \
-                sorted(str(volume.mountpoint / name) for name in temps)
-            temps_left += len(temps)
-        old = data
+            assert r["outcome"] in ("new", "old") or (r["outcome"] == "missing"
+                                                      and not r["had_old"]), where
+            if r["neighbour"]:  # its commit carried our rename, and ext4 flushed our data first
+                assert r["outcome"] == "new", where
+            seen["fast new" if r["outcome"] == "new" else "fast old"] += 1
+            temps_left += len(r["temps"])
     print(f"\npower cut: {rounds} cuts right after write_json (1 KB-1 MB documents, ext4 "
           f"NOLOGFLUSH shutdown); durable=True: {seen['durable new']}/{seen['durable new']} new; "
           f"durable=False: {seen['fast new']} new, {seen['fast old']} old, 0 empty or torn, "
