@@ -261,6 +261,8 @@ def test_full_file_system_enospc(tmp_path: Path, mounts: List[str]) -> None:
     _mount(mounts, few, "-t", "tmpfs", "-o", "size=1m,nr_inodes=3", "tmpfs")
     atomicjson.write_json(few / "a.json", OLD)
     _expect_failure(few / "a.json", NEW, "create_temp", errno.ENOSPC)
+    print(f"\nfault ENOSPC: {len(_bytes(NEW))} bytes on a 16 KiB tmpfs -> write_temp; "
+          "no inode left -> create_temp")
 
 
 def test_read_only_bind_mount_erofs(tmp_path: Path, mounts: List[str]) -> None:
@@ -276,6 +278,7 @@ def test_read_only_bind_mount_erofs(tmp_path: Path, mounts: List[str]) -> None:
     # No lock file: it cannot be created.
     _expect_failure(ro / "nolock.json", NEW, "open_lock", errno.EROFS)
     atomicjson.write_json(source / "a.json", AGAIN)
+    print("\nfault EROFS: read-only bind mount -> create_temp (lock file there), open_lock (none)")
 
 
 def test_directory_not_writable_eacces(mounts: List[str]) -> None:
@@ -309,6 +312,8 @@ def test_directory_not_writable_eacces(mounts: List[str]) -> None:
         # A lock file of root's is opened read-only and locked; the temp file is refused.
         assert results["locked"] == [errno.EACCES, "create_temp"]
         assert results["unlocked"] == [errno.EACCES, "open_lock"]
+        print("\nfault EACCES: as nobody in root's directory -> create_temp (lock file there), "
+              "open_lock (none)")
     finally:
         shutil.rmtree(top)
 
@@ -365,6 +370,7 @@ def test_eintr_on_the_lock_wait_is_retried(tmp_path: Path) -> None:
                 if "flock(" in line and "(INJECTED)" in line]
     assert sum("LOCK_EX)" in line for line in injected) == 3, injected  # the blocking wait
     assert sum("LOCK_EX|LOCK_NB)" in line for line in injected) == 3, injected
+    print("\nfault EINTR: 3 on the try, 3 on the blocked wait -> resumed, written")
 
 
 def test_signals_to_a_waiter_do_not_end_the_wait(tmp_path: Path) -> None:
@@ -384,4 +390,5 @@ def test_signals_to_a_waiter_do_not_end_the_wait(tmp_path: Path) -> None:
     assert waiter.returncode == 0, err
     # The handler ran during the wait (signals arriving between two checks count once).
     assert 1 <= int(out) <= 20
+    print(f"\nsignals: 20 SIGUSR1 to a waiter ({out.strip()} handler runs) -> resumed, written")
     assert target.read_bytes() == _bytes({"version": "waited"})
