@@ -14,7 +14,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -47,8 +47,8 @@ const MAX_ATTEMPTS: usize = 64;
 ///    `os.replace` does, and that file gets the mode of the link's target (`stat`), or
 ///    `0666 & ~umask` if the link dangles. Owner and group are not kept (the legacy helpers did
 ///    not either).
-/// 5. The data is written in full, the temp file fsynced if `durable`, renamed over the target,
-///    and the directory fsynced if `durable`.
+/// 5. The data is written in full, the temp file fsynced if `durable` and closed (its close is
+///    checked), renamed over the target, and the directory fsynced if `durable`.
 ///
 /// Errors before the rename remove the temp file and leave the target untouched. A failing
 /// directory fsync after a successful rename is reported (`Step::SyncDir`): the data is in
@@ -68,7 +68,7 @@ pub fn write_atomic(target: &Path, data: &[u8], durable: bool) -> Result<()> {
 
     let mode = existing_mode(&destination).map_err(|err| fail(Step::Stat, err))?;
 
-    let (temp_path, mut temp) = match create_temp(dir, name) {
+    let (temp_path, temp) = match create_temp(dir, name) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(dir).map_err(|err| Error::io(Step::CreateDir, dir, err))?;
             create_temp(dir, name)
@@ -78,15 +78,22 @@ pub fn write_atomic(target: &Path, data: &[u8], durable: bool) -> Result<()> {
     .map_err(|err| fail(Step::CreateTemp, err))?;
 
     let written = (|| {
+        // Written through a duplicate whose close is checked before the rename: NFS and FUSE
+        // report write-back errors at close (every close calls the file system's flush). The
+        // original descriptor keeps the flock marker until the rename.
+        let mut file = temp
+            .try_clone()
+            .map_err(|err| fail(Step::CreateTemp, err))?;
         if let Some(mode) = mode {
-            temp.set_permissions(Permissions::from_mode(mode))
+            file.set_permissions(Permissions::from_mode(mode))
                 .map_err(|err| fail(Step::SetPermissions, err))?;
         }
-        temp.write_all(data)
+        file.write_all(data)
             .map_err(|err| fail(Step::WriteTemp, err))?;
         if durable {
-            temp.sync_all().map_err(|err| fail(Step::SyncTemp, err))?;
+            file.sync_all().map_err(|err| fail(Step::SyncTemp, err))?;
         }
+        close(file).map_err(|err| fail(Step::CloseTemp, err))?;
         fs::rename(&temp_path, &destination).map_err(|err| fail(Step::Rename, err))
     })();
     if let Err(err) = written {
@@ -158,6 +165,16 @@ fn create_temp(dir: &Path, name: &OsStr) -> io::Result<(PathBuf, File)> {
             }
             // No flock on this file system: the marker is a convenience, not a requirement.
         }
+        // Between the creation and the flock, a cleanup (with a small `older_than`) may have
+        // taken the file for an orphan and removed it: then the rename would fail. Draw again.
+        let same = match (fs::symlink_metadata(&path), file.metadata()) {
+            (Ok(named), Ok(locked)) => named.dev() == locked.dev() && named.ino() == locked.ino(),
+            _ => false,
+        };
+        if !same {
+            last_err = Some(io::ErrorKind::NotFound.into());
+            continue;
+        }
         return Ok((path, file));
     }
     Err(last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
@@ -188,6 +205,17 @@ fn random_u64() -> u64 {
     hasher.finish()
 }
 
+/// Closes `file`, reporting the error that dropping it would ignore.
+fn close(file: File) -> io::Result<()> {
+    // SAFETY: the descriptor is owned by `file`, which gives it up; it is closed exactly once
+    // (Linux releases it even when close fails, so it is not retried).
+    if unsafe { libc::close(file.into_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     OpenOptions::new()
         .read(true)
@@ -213,7 +241,8 @@ pub fn is_temp_file_name(name: &OsStr) -> bool {
 /// Removes this library's temp files directly in `dir` (not in subdirectories) that are older
 /// than `older_than` (by modification time) and whose flock can be taken, i.e. that no live
 /// writer holds. Each file is unlinked while its flock is held and only if the name still
-/// refers to the file that was locked. Returns the removed paths.
+/// refers to the file that was locked. Returns the removed paths. (A writer whose temp file is
+/// removed in the instant between its creation and its flock notices and draws another name.)
 ///
 /// Only an unreadable `dir` is an error; a file that cannot be examined, opened (for instance a
 /// temp file of another user with mode 0600), locked or removed is skipped.
