@@ -478,6 +478,7 @@ def test_data_mutated_by_another_thread_gives_a_valid_file_or_a_clear_error(
         path = tmp_path / "m.json"
         for _ in range(rounds):
             for name in ("write_json", "canonical_bytes", "dumps"):
+                seen = mutations[0]
                 try:
                     if name == "write_json":
                         atomicjson.write_json(path, doc, durable=False)
@@ -491,6 +492,8 @@ def test_data_mutated_by_another_thread_gives_a_valid_file_or_a_clear_error(
                     assert "changed size during iteration" in str(err), repr(err)
                     outcomes["error"] = outcomes.get("error", 0) + 1
                     continue
+                if mutations[0] != seen:
+                    outcomes["mutated meanwhile"] = outcomes.get("mutated meanwhile", 0) + 1
                 parsed = json.loads(text)
                 # A complete document: both parts, every list element whole.
                 assert set(parsed) == {"items", "table"}
@@ -505,6 +508,8 @@ def test_data_mutated_by_another_thread_gives_a_valid_file_or_a_clear_error(
         sys.setswitchinterval(old_interval)
     assert mutations[0] > 0
     assert outcomes.get("ok", 0) > 0, outcomes
+    assert outcomes.get("mutated meanwhile", 0) > 0, outcomes  # the race was really run
+    print(f"{rounds * 3} serializations, {mutations[0]} mutations: {outcomes}")  # -s shows it
     assert temp_files(tmp_path) == []
 
 
@@ -518,7 +523,7 @@ import atomicjson
 target_mb = int(sys.argv[2])
 row = lambda i: {"id": i, "name": f"row-{i}-é€", "score": i / 7, "tags": ["a", "b", str(i)],
                  "nested": {"flag": i % 2 == 0, "none": None, "big": 10 ** 20 + i}}
-n = target_mb * 1024 * 1024 // 190  # about 190 bytes per row in the canonical form
+n = target_mb * 1024 * 1024 // 287  # about 287 bytes per row in the canonical form
 doc = {"rows": [row(i) for i in range(n)], "meta": {"rows": n}}
 
 def peak():
@@ -544,6 +549,7 @@ def test_big_document_written_and_read_back(tmp_path: Path) -> None:
     proc = run_python(_BIG, str(path), str(megabytes), timeout=900)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
+    print(result)  # -s shows the sizes
     assert result["same"]
     assert result["size"] > megabytes * 1024 * 1024 * 0.8
     # One output buffer, then the write: the added peak is about the output size.
