@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import atomicjson
 from conftest import run_python, temp_files
@@ -558,3 +560,107 @@ def test_big_document_written_and_read_back(tmp_path: Path) -> None:
     with open(path, "rb") as f:
         f.seek(-2, os.SEEK_END)
         assert f.read() == b"}\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing the sanitizing walk: ordinary documents with hostile ingredients at random places
+# ---------------------------------------------------------------------------------------------
+class Hostile:
+    """A marker in a generated tree, replaced by a hostile ingredient of this kind."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"Hostile({self.kind!r})"
+
+
+# What each ingredient does to a write: the exception class it must raise.
+INGREDIENTS: Dict[str, Any] = {
+    "surrogate value": atomicjson.InvalidDataError,
+    "surrogate key": atomicjson.InvalidDataError,
+    "colliding keys": atomicjson.KeyCollisionError,
+    "unsupported": atomicjson.UnsupportedTypeError,
+    "raising __str__ key": atomicjson.SerializationError,
+    "raising isoformat": atomicjson.SerializationError,
+    "raising tolist": atomicjson.SerializationError,
+    "cycle": atomicjson.CircularReferenceError,
+    "too deep": atomicjson.NestingTooDeepError,
+}
+
+
+def realize(node: Any, ancestors: List[Any], found: List[str]) -> Any:
+    """The document for a generated tree, with each marker replaced (and its kind recorded)."""
+    if isinstance(node, Hostile):
+        found.append(node.kind)
+        if node.kind == "cycle":
+            if ancestors:
+                return ancestors[len(ancestors) // 2]
+            loop: List[Any] = []
+            loop.append(loop)
+            return loop
+        return {
+            "surrogate value": lambda: "text \ud800",
+            "surrogate key": lambda: {"ok": 1, "\udfff": 2},
+            "colliding keys": lambda: {1: "a", "1": "b"},
+            "unsupported": object,
+            "raising __str__ key": lambda: {BadStrKey(): 1},
+            "raising isoformat": lambda: BadIsoformat(2024, 1, 1),
+            "raising tolist": FakeNumpyArray,
+            "too deep": lambda: nested(atomicjson.MAX_DEPTH + 100, "list"),
+        }[node.kind]()
+    if isinstance(node, list):
+        out: List[Any] = []
+        for item in node:
+            out.append(realize(item, ancestors + [out], found))
+        return out
+    if isinstance(node, dict):
+        table: Dict[str, Any] = {}
+        for key, value in node.items():
+            table[key] = realize(value, ancestors + [table], found)
+        return table
+    return node
+
+
+def hostile_trees() -> Any:
+    leaves = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=8),
+        st.sampled_from(sorted(INGREDIENTS)).map(Hostile),
+    )
+    return st.recursive(leaves, lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=5), inner, max_size=5)),
+        max_leaves=25)
+
+
+def test_fuzz_hostile_ingredients_give_their_error_or_a_correct_file(tmp_path: Path) -> None:
+    counts: Dict[str, int] = {}
+    target = tmp_path / "fuzz.json"
+    atomicjson.write_json(target, PREVIOUS)
+
+    @settings(max_examples=300 * max(1, STRESS), deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(hostile_trees())
+    def check(tree: Any) -> None:
+        found: List[str] = []
+        doc = realize(tree, [], found)
+        before = target.read_bytes()
+        try:
+            atomicjson.write_json(target, doc, durable=False)
+        except atomicjson.SerializationError as err:
+            # Only hostile documents fail, and with the class of one of their ingredients.
+            assert found, repr(err)
+            assert any(isinstance(err, INGREDIENTS[kind]) for kind in found), (found, err)
+            assert target.read_bytes() == before
+            counts["failed as expected"] = counts.get("failed as expected", 0) + 1
+        else:
+            assert not found, f"{found} written without an error"
+            text = target.read_bytes()
+            assert text == atomicjson.canonical_bytes(doc)
+            assert json.loads(text) == atomicjson.sanitize(doc)
+            counts["written"] = counts.get("written", 0) + 1
+        assert temp_files(tmp_path) == []
+
+    check()
+    print(f"fuzzed documents: {counts}")  # -s shows it
+    assert counts.get("written", 0) > 0 and counts.get("failed as expected", 0) > 0
