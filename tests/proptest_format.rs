@@ -115,7 +115,11 @@ fn model_float_repr(f: f64) -> String {
     if f.is_infinite() {
         return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
-    let sci = format!("{:e}", f.abs());
+    // The shortest digit count that round-trips, then the nearest decimal with that many digits
+    // (ties to even, like Python's repr: `{:e}` alone rounds a tie up, 99315640339991.125).
+    let shortest = format!("{:e}", f.abs());
+    let count = shortest.split_once('e').unwrap().0.replace('.', "").len();
+    let sci = format!("{:.*e}", count - 1, f.abs());
     let (mantissa, exp) = sci.split_once('e').unwrap();
     let exp: i32 = exp.parse().unwrap();
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
@@ -148,8 +152,11 @@ fn float() -> impl Strategy<Value = f64> {
         3 => any::<u64>().prop_map(f64::from_bits),
         1 => (0u64..1 << 52).prop_map(f64::from_bits), // subnormals
         2 => (any::<i32>(), -30i32..30).prop_map(|(m, e)| m as f64 * 10f64.powi(e)),
+        // Layout boundaries, extremes, and a tie between two shortest candidates (exactly
+        // ...991.125: Python writes ...991.12).
         1 => prop::sample::select(vec![0.0, -0.0, 1e16, 1e-5, 1e-4, 9_999_999_999_999_998.0,
-                                       5e-324, f64::MAX, f64::MIN_POSITIVE, 0.1]),
+                                       5e-324, f64::MAX, f64::MIN_POSITIVE, 0.1,
+                                       -99_315_640_339_991.13]),
     ]
 }
 
