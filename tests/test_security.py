@@ -24,6 +24,7 @@ import atomicjson
 from conftest import run_python, temp_files
 
 UMASKS = [0o000, 0o002, 0o022, 0o027, 0o077]
+STRESS = int(os.environ.get("ATOMICJSON_STRESS", "0") or 0)
 
 
 def snapshot(path: Path) -> Dict[str, object]:
@@ -120,11 +121,12 @@ def test_planted_temp_like_symlinks_do_not_redirect_the_write(tmp_path: Path) ->
     for guess in [f"{0:016x}", f"{1:016x}", f"{os.getpid():016x}", "f" * 16]:
         (tmp_path / f".doc.json.{guess}.tmp").symlink_to(victim)
     target = tmp_path / "doc.json"
-    for i in range(50):
+    rounds = 50 * max(1, STRESS)
+    for i in range(rounds):
         atomicjson.write_json(target, {"i": i}, durable=False)
     assert snapshot(victim) == before
     assert target.is_file() and not target.is_symlink()
-    assert atomicjson.read_json(target) == {"i": 49}
+    assert atomicjson.read_json(target) == {"i": rounds - 1}
 
 
 def strace_available() -> bool:
@@ -163,7 +165,7 @@ def traced_opens(tmp_path: Path, rounds: int) -> List[str]:
 
 @needs_strace
 def test_open_flags_of_lock_and_temp_files(tmp_path: Path) -> None:
-    rounds = 20
+    rounds = 20 * max(1, STRESS)
     opens = traced_opens(tmp_path, rounds)
     lock_opens = [line for line in opens if '/doc.lock"' in line]
     temp_opens = [line for line in opens if re.search(r'/\.doc\.json\.[0-9a-f]{16}\.tmp"', line)]
