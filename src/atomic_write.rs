@@ -137,9 +137,20 @@ fn existing_mode(target: &Path) -> io::Result<Option<u32>> {
 
 /// Creates and flocks a fresh temp file for `name` in `dir`.
 fn create_temp(dir: &Path, name: &OsStr) -> io::Result<(PathBuf, File)> {
+    create_temp_with(dir, name, random_u64)
+}
+
+/// `create_temp` with the random parts of the names drawn from `random`. Whatever exists at a
+/// drawn name (a file, a symlink planted there, dangling or not) is never opened: `O_EXCL`
+/// fails on it and the next name is drawn.
+fn create_temp_with(
+    dir: &Path,
+    name: &OsStr,
+    mut random: impl FnMut() -> u64,
+) -> io::Result<(PathBuf, File)> {
     let mut last_err = None;
     for _ in 0..MAX_ATTEMPTS {
-        let path = dir.join(temp_name(name, random_u64()));
+        let path = dir.join(temp_name(name, random()));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true) // O_CREAT | O_EXCL; std adds O_CLOEXEC
@@ -501,6 +512,23 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn planted_symlink_at_the_temp_name_is_skipped() {
+        let dir = TempDir::new("planted");
+        let victim = dir.path("victim");
+        fs::write(&victim, b"victim").unwrap();
+        let name = OsStr::new("a.json");
+        std::os::unix::fs::symlink(&victim, dir.0.join(temp_name(name, 1))).unwrap();
+        std::os::unix::fs::symlink(dir.path("nowhere"), dir.0.join(temp_name(name, 2))).unwrap();
+        let mut draws = 1..;
+        let (path, mut file) = create_temp_with(&dir.0, name, || draws.next().unwrap()).unwrap();
+        assert_eq!(path, dir.0.join(temp_name(name, 3)));
+        file.write_all(b"data").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"victim");
+        assert!(!dir.path("nowhere").exists());
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file());
     }
 
     #[test]

@@ -104,7 +104,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { step, path, source } => {
-                write!(f, "{} {}: {}", step.describe(), path.display(), source)
+                write!(f, "{} {}: {}", step.describe(), path.display(), source)?;
+                if *step == Step::OpenLock && source.raw_os_error() == Some(libc::ELOOP) {
+                    // O_NOFOLLOW: say why, the bare message suggests a loop of links.
+                    f.write_str(" (the lock file is a symbolic link, which is never followed)")?;
+                }
+                Ok(())
             }
             Error::LockTimeout {
                 lock_path,

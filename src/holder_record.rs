@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 /// Records longer than this are not ours (or were cut by a legacy `open('w')` race).
@@ -78,15 +78,41 @@ impl fmt::Display for Record {
     }
 }
 
+/// How every record starts (serde_json writes the keys sorted).
+const RECORD_START: &[u8] = b"{\"acquired\":";
+
 /// Replace the lock file's content with this process's record. Best effort: a read-only
 /// descriptor or a full disk only means no record.
+///
+/// Only content that is ours to replace is replaced: an empty file, an earlier record, or the
+/// NUL bytes a legacy `open('w')` racing with `set_len` leaves. A lock file with other content
+/// or more than one link (`O_NOFOLLOW` stops symlinks, not hard links to some other file) is
+/// left as it is, so that a planted `.lock` can never be used to overwrite another file.
 pub fn write(fd: RawFd) {
     // SAFETY: the descriptor stays owned by the lock registry; ManuallyDrop never closes it.
     let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+    if !replaceable(&file) {
+        return;
+    }
     let record = Record::of_this_process().to_json();
     let _ = file
         .write_all_at(&record, 0)
         .and_then(|()| file.set_len(record.len() as u64));
+}
+
+fn replaceable(file: &File) -> bool {
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    if !meta.is_file() || meta.nlink() != 1 || meta.len() > MAX_RECORD {
+        return false;
+    }
+    let mut start = [0u8; RECORD_START.len()];
+    let Ok(n) = file.read_at(&mut start, 0) else {
+        return false;
+    };
+    let head = &start[..n];
+    head == &RECORD_START[..n] || head.iter().all(|&b| b == 0)
 }
 
 /// The record in a lock file, if there is a valid one.
@@ -118,21 +144,57 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
-    #[test]
-    fn record_round_trips_and_replaces_old_content() {
-        let path = std::env::temp_dir().join(format!("aj-record-{}.lock", std::process::id()));
-        std::fs::write(&path, vec![b'x'; 100]).unwrap();
+    fn lock_file(tag: &str, content: &[u8]) -> (std::path::PathBuf, File) {
+        let path =
+            std::env::temp_dir().join(format!("aj-record-{tag}-{}.lock", std::process::id()));
+        std::fs::write(&path, content).unwrap();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn record_round_trips_and_replaces_old_records_and_nuls() {
+        let old = Record {
+            pid: 1,
+            host: "h".repeat(300),
+            argv: vec!["a".into()],
+            acquired: "then".into(),
+        };
+        for (tag, content) in [
+            ("empty", Vec::new()),
+            ("old", old.to_json()),
+            ("cut", old.to_json()[..5].to_vec()),
+            ("nuls", vec![0; 40]),
+        ] {
+            let (path, file) = lock_file(tag, &content);
+            write(file.as_raw_fd());
+            let record = read(&path).expect("a record");
+            assert_eq!(record.pid, std::process::id());
+            assert!(!record.host.is_empty());
+            assert!(record.to_string().contains("recorded by the holder"));
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+
+    #[test]
+    fn other_content_and_hard_links_are_never_overwritten() {
+        let (path, file) = lock_file("other", b"someone's data\n");
         write(file.as_raw_fd());
-        let record = read(&path).expect("a record");
-        assert_eq!(record.pid, std::process::id());
-        assert!(!record.host.is_empty());
-        assert!(record.to_string().contains("recorded by the holder"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"someone's data\n");
         std::fs::remove_file(&path).unwrap();
+
+        let (path, file) = lock_file("linked", b"");
+        let link = path.with_extension("link");
+        let _ = std::fs::remove_file(&link);
+        std::fs::hard_link(&path, &link).unwrap();
+        write(file.as_raw_fd());
+        assert_eq!(std::fs::read(&link).unwrap(), b"");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(&link).unwrap();
     }
 
     #[test]

@@ -138,14 +138,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     #[cold]
     fn depth_error(&self) -> SerError {
-        if self.check_circular {
-            let mut seen: Vec<_> = self.stack.clone();
-            seen.sort_unstable();
-            if seen.windows(2).any(|w| w[0] == w[1]) {
-                return SerErrorKind::Circular.into();
-            }
-        }
-        SerErrorKind::TooDeep.into()
+        depth_error(&self.stack, self.check_circular)
     }
 
     fn write_int(&mut self, int: &Bound<'py, PyAny>) -> Result<(), SerError> {
@@ -308,4 +301,18 @@ impl<'a, 'py> Encoder<'a, 'py> {
         self.close(b'}');
         Ok(())
     }
+}
+
+/// The error for a walk that reached the depth or stack limit with the containers of `stack`
+/// open: circular if one of them is open twice (and the caller checks for cycles), else too deep.
+#[cold]
+pub fn depth_error(stack: &[*mut ffi::PyObject], check_circular: bool) -> SerError {
+    if check_circular {
+        let mut seen = stack.to_vec();
+        seen.sort_unstable();
+        if seen.windows(2).any(|w| w[0] == w[1]) {
+            return SerErrorKind::Circular.into();
+        }
+    }
+    SerErrorKind::TooDeep.into()
 }

@@ -702,24 +702,38 @@ pub fn to_python<'py>(
     rules: Rules,
     profile: &Profile<'py>,
 ) -> Result<Bound<'py, PyAny>, SerError> {
-    to_python_at(obj, rules, profile, 0)
+    to_python_in(obj, rules, profile, &mut Vec::new())
 }
 
-fn to_python_at<'py>(
+/// `to_python` below the objects of `open` (outermost first), which tell the depth and, at the
+/// limit, whether the data is circular (as the encoder tells it).
+fn to_python_in<'py>(
     obj: &Bound<'py, PyAny>,
     rules: Rules,
     profile: &Profile<'py>,
-    depth: usize,
+    open: &mut Vec<*mut ffi::PyObject>,
 ) -> Result<Bound<'py, PyAny>, SerError> {
-    let py = obj.py();
     if rules == Rules::Json {
         return Ok(obj.clone());
     }
-    if depth > super::encode::MAX_DEPTH || crate::stack::exhausted(crate::stack::limit()) {
-        return Err(SerErrorKind::TooDeep.into());
+    if open.len() > super::encode::MAX_DEPTH || crate::stack::exhausted(crate::stack::limit()) {
+        return Err(super::encode::depth_error(open, true));
     }
-    let child = |o: &Bound<'py, PyAny>, r: Rules, i: Segment<'_>| {
-        to_python_at(o, r, profile, depth + 1).map_err(|e| i.attach(e))
+    open.push(obj.as_ptr());
+    let out = convert(obj, rules, profile, open);
+    open.pop();
+    out
+}
+
+fn convert<'py>(
+    obj: &Bound<'py, PyAny>,
+    rules: Rules,
+    profile: &Profile<'py>,
+    open: &mut Vec<*mut ffi::PyObject>,
+) -> Result<Bound<'py, PyAny>, SerError> {
+    let py = obj.py();
+    let mut child = |o: &Bound<'py, PyAny>, r: Rules, i: Segment<'_>| {
+        to_python_in(o, r, profile, open).map_err(|e| i.attach(e))
     };
     Ok(match classify(obj, rules, profile)? {
         Node::Null => py.None().into_bound(py),
@@ -749,7 +763,7 @@ fn to_python_at<'py>(
             }
             out.into_any()
         }
-        Node::Redirect(target, r) => to_python_at(&target, r, profile, depth + 1)?,
+        Node::Redirect(target, r) => to_python_in(&target, r, profile, open)?,
         // Only `Rules::Json` makes these, and such values are returned untouched above.
         Node::JsonObject { .. } => obj.clone(),
     })
