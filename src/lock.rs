@@ -998,16 +998,27 @@ fn proc_holders(lock_path: &Path, mode: LockMode) -> Holders {
                 return Holders::Unknown(format!("cannot stat {}: {err}", lock_path.display()))
             }
         };
-        let text = match std::fs::read_to_string("/proc/locks") {
-            Ok(text) => text,
-            Err(err) => return Holders::Unknown(format!("/proc/locks is not available ({err})")),
-        };
         let dev = meta.dev();
         let file = (
             u64::from(libc::major(dev)),
             u64::from(libc::minor(dev)),
             meta.ino(),
         );
+        // /proc/locks is a seq_file read a page at a time: a line can be skipped when locks
+        // listed before it go away between two reads (a busy machine). Read again before
+        // concluding that nobody holds this file.
+        let mut text = String::new();
+        for _ in 0..3 {
+            text = match std::fs::read_to_string("/proc/locks") {
+                Ok(text) => text,
+                Err(err) => {
+                    return Holders::Unknown(format!("/proc/locks is not available ({err})"))
+                }
+            };
+            if !parse_proc_locks(&text, file).is_empty() {
+                break;
+            }
+        }
         let entries = parse_proc_locks(&text, file);
         let holder = |pid, source| Holder {
             pid,
