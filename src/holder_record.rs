@@ -30,7 +30,9 @@ impl Record {
         Record {
             pid: std::process::id(),
             host: host_name(),
-            argv: shortened_argv(std::env::args_os().map(|a| a.to_string_lossy().into_owned())),
+            argv: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             acquired: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }
@@ -74,33 +76,6 @@ impl fmt::Display for Record {
             self.acquired
         )
     }
-}
-
-/// The most bytes of command line a record carries. A `python -c '<long script>'` holder
-/// would otherwise write a record too long to be recognised (and replaced) as one.
-const ARGV_BUDGET: usize = 1024;
-
-/// `argv` cut to [`ARGV_BUDGET`] bytes in all: the argument that crosses it is cut on a
-/// character boundary and marked with `...`, the rest dropped.
-fn shortened_argv(argv: impl Iterator<Item = String>) -> Vec<String> {
-    let mut left = ARGV_BUDGET;
-    let mut out = Vec::new();
-    for mut arg in argv {
-        if arg.len() <= left {
-            left -= arg.len();
-            out.push(arg);
-            continue;
-        }
-        let mut cut = left;
-        while !arg.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        arg.truncate(cut);
-        arg.push_str("...");
-        out.push(arg);
-        break;
-    }
-    out
 }
 
 /// How every record starts (serde_json writes the keys sorted).
@@ -168,23 +143,6 @@ pub fn host_name() -> String {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
-
-    #[test]
-    fn a_long_command_line_is_cut_so_the_record_stays_small() {
-        let script = "é".repeat(40_000);
-        let argv = ["python", "-c", script.as_str(), "after"].map(String::from);
-        let short = shortened_argv(argv.into_iter());
-        assert_eq!(&short[..2], ["python", "-c"]);
-        assert_eq!(short.len(), 3);
-        assert!(short[2].ends_with("...") && short[2].starts_with('é'));
-        let record = Record {
-            argv: short,
-            ..Record::of_this_process()
-        };
-        assert!((record.to_json().len() as u64) < MAX_RECORD);
-        let kept = ["a", "b"].map(String::from);
-        assert_eq!(shortened_argv(kept.clone().into_iter()), kept);
-    }
 
     fn lock_file(tag: &str, content: &[u8]) -> (std::path::PathBuf, File) {
         let path =
