@@ -26,15 +26,25 @@ pub struct Record {
 }
 
 impl Record {
+    /// This process's record, its command line shortened so that the record stays readable
+    /// (at most `MAX_RECORD` bytes): `python -c SCRIPT` would otherwise write the whole script
+    /// into the lock file at every acquisition, and no reader would accept it.
     pub fn of_this_process() -> Record {
         Record {
             pid: std::process::id(),
             host: host_name(),
             argv: std::env::args_os()
-                .map(|a| a.to_string_lossy().into_owned())
+                .map(|a| shorten(&a.to_string_lossy()))
                 .collect(),
             acquired: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
+        .fitted()
+    }
+
+    /// Drops arguments from the end until the record fits in `MAX_RECORD` bytes.
+    fn fitted(mut self) -> Record {
+        while self.to_json().len() as u64 > MAX_RECORD && self.argv.pop().is_some() {}
+        self
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -126,6 +136,15 @@ pub fn read(lock_path: &Path) -> Option<Record> {
     Record::from_json(&buf)
 }
 
+/// The first `MAX_ARG_CHARS` characters of `arg`, with `…` if it was longer.
+fn shorten(arg: &str) -> String {
+    const MAX_ARG_CHARS: usize = 200;
+    match arg.char_indices().nth(MAX_ARG_CHARS) {
+        Some((end, _)) => format!("{}…", &arg[..end]),
+        None => arg.to_owned(),
+    }
+}
+
 /// This machine's host name, as records carry it.
 pub fn host_name() -> String {
     let mut buf = [0u8; 256];
@@ -195,6 +214,17 @@ mod tests {
         assert_eq!(std::fs::read(&link).unwrap(), b"");
         std::fs::remove_file(&path).unwrap();
         std::fs::remove_file(&link).unwrap();
+    }
+
+    #[test]
+    fn long_command_lines_are_shortened_to_fit() {
+        assert_eq!(shorten("short"), "short");
+        let long = "é".repeat(300);
+        assert_eq!(shorten(&long), format!("{}…", "é".repeat(200)));
+        let mut record = Record::of_this_process();
+        record.argv = vec!["\u{1}".repeat(200); 100]; // escaped 6 times over
+        let record = record.fitted();
+        assert!(!record.argv.is_empty() && record.to_json().len() as u64 <= MAX_RECORD);
     }
 
     #[test]

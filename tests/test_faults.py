@@ -167,7 +167,7 @@ def dry_trace(tmp_path_factory: pytest.TempPathFactory) -> Tuple[str, List[str]]
     finally:
         child.close()
     lines = [line.split(None, 1)[1] for line in trace.read_text().splitlines()
-             if re.match(r"\d+ \w+\(", line)]
+             if re.match(r"\d+\s+\w+\(", line)]  # "%-5d " pids
     return str(directory), lines
 
 
