@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 
 use super::errors::{SerError, SerErrorKind};
 use super::sanitize::{big_int_repr, classify, json_key, small_int, Entry, Node, Profile, Rules};
-use super::text::Text;
+use super::text::{PyUnicode_AsUTF8AndSize, Text};
 use crate::format;
 
 /// Nesting limit: deeper than Python's own `json` goes with its default recursion limit, and
@@ -77,6 +77,17 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     pub fn encode(&mut self, obj: &Bound<'py, PyAny>, rules: Rules) -> Result<(), SerError> {
+        // SAFETY: obj is live for the call.
+        if unsafe { self.write_scalar(obj.as_ptr()) } {
+            return Ok(());
+        }
+        // SAFETY: a type check on a live object.
+        if rules == Rules::Json
+            && !self.profile.sort_keys
+            && unsafe { ffi::PyDict_CheckExact(obj.as_ptr()) } != 0
+        {
+            return self.write_dict_in_order(obj);
+        }
         match classify(obj, rules, self.profile)? {
             Node::Null => self.out.extend_from_slice(b"null"),
             Node::Bool(true) => self.out.extend_from_slice(b"true"),
@@ -123,6 +134,127 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 self.encode(&target, r)?;
                 self.stack.pop();
             }
+        }
+        Ok(())
+    }
+
+    /// Writes an exact `str`, `int`, `float`, `bool` or `None` straight from a borrowed
+    /// reference, running no Python code; false (nothing written) for anything else and for
+    /// the rare scalars whose handling `classify` owns (lone surrogates, ints beyond 64 bits,
+    /// refused NaN). Skipping `classify` here saves a reference count pair per value.
+    ///
+    /// # Safety
+    /// `ptr` is a live object.
+    #[inline(always)]
+    unsafe fn write_scalar(&mut self, ptr: *mut ffi::PyObject) -> bool {
+        let ty = ffi::Py_TYPE(ptr);
+        if std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type) {
+            let mut size: ffi::Py_ssize_t = 0;
+            let utf8 = PyUnicode_AsUTF8AndSize(ptr, &mut size);
+            if utf8.is_null() {
+                ffi::PyErr_Clear();
+                return false;
+            }
+            let text = std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize);
+            format::write_str(&mut self.out, text, self.style.ensure_ascii);
+            return true;
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyLong_Type) {
+            let mut overflow = 0;
+            let v = ffi::PyLong_AsLongLongAndOverflow(ptr, &mut overflow);
+            // -1 with an error cannot happen for an exact int; overflow goes to classify.
+            if overflow != 0 {
+                return false;
+            }
+            format::write_i64(&mut self.out, v);
+            return true;
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyFloat_Type) {
+            let v = ffi::PyFloat_AsDouble(ptr);
+            if !v.is_finite() && !self.profile.allow_nan {
+                return false;
+            }
+            format::write_float(&mut self.out, v);
+            return true;
+        }
+        if ptr == ffi::Py_True() {
+            self.out.extend_from_slice(b"true");
+        } else if ptr == ffi::Py_False() {
+            self.out.extend_from_slice(b"false");
+        } else if ptr == ffi::Py_None() {
+            self.out.extend_from_slice(b"null");
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// An exact dict under `json.dumps` rules without `sort_keys`, in its own order. Entries
+    /// with a str key and a scalar value are written from borrowed references: nothing runs
+    /// Python code while they are written, so the dict cannot change under the iteration. At
+    /// the first other entry the rest are taken as strong references, before any callback
+    /// runs, exactly as the snapshot `classify` takes.
+    fn write_dict_in_order(&mut self, dict: &Bound<'py, PyAny>) -> Result<(), SerError> {
+        let ptr = dict.as_ptr();
+        // SAFETY: ptr is an exact dict; PyDict_Next yields borrowed references, used before
+        // any Python code runs or turned into owned ones.
+        unsafe {
+            self.enter(dict)?;
+            if ffi::PyDict_Size(ptr) == 0 {
+                self.out.extend_from_slice(b"{}");
+                self.stack.pop();
+                return Ok(());
+            }
+            self.open(b'{');
+            let mut pos: ffi::Py_ssize_t = 0;
+            let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+            let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+            let mut written = 0;
+            loop {
+                let at = pos;
+                if ffi::PyDict_Next(ptr, &mut pos, &mut key, &mut value) == 0 {
+                    break;
+                }
+                let key_text = if ffi::PyUnicode_CheckExact(key) != 0 && is_scalar(value) {
+                    let mut size: ffi::Py_ssize_t = 0;
+                    let utf8 = PyUnicode_AsUTF8AndSize(key, &mut size);
+                    if utf8.is_null() {
+                        ffi::PyErr_Clear();
+                        None
+                    } else {
+                        Some(std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize))
+                    }
+                } else {
+                    None
+                };
+                let Some(key_text) = key_text else {
+                    let py = dict.py();
+                    let mut rest = Vec::new();
+                    pos = at;
+                    while ffi::PyDict_Next(ptr, &mut pos, &mut key, &mut value) != 0 {
+                        rest.push((
+                            Bound::from_borrowed_ptr(py, key),
+                            Bound::from_borrowed_ptr(py, value),
+                        ));
+                    }
+                    self.write_json_entries(&rest, written)?;
+                    break;
+                };
+                if written > 0 {
+                    self.separate();
+                }
+                format::write_str(&mut self.out, key_text, self.style.ensure_ascii);
+                self.out.extend_from_slice(&self.style.key_separator);
+                if !self.write_scalar(value) {
+                    // Scalars classify handles run no Python code either.
+                    let value = Bound::from_borrowed_ptr(dict.py(), value);
+                    self.encode(&value, Rules::Json)
+                        .map_err(|e| e.at_key(key_text))?;
+                }
+                written += 1;
+            }
+            self.close(b'}');
+            self.stack.pop();
         }
         Ok(())
     }
@@ -220,19 +352,23 @@ impl<'a, 'py> Encoder<'a, 'py> {
         self.open(b'[');
         let mut i = 0;
         while (i as ffi::Py_ssize_t) < len(ptr) {
-            // SAFETY: index checked against the current length just above.
-            let item = unsafe {
+            // SAFETY: index checked against the current length just above. Scalars are
+            // written from the borrowed reference (no Python code runs meanwhile); anything
+            // else is held by an owned one, as a callback may remove it from a list.
+            unsafe {
                 let raw = if is_list {
                     ffi::PyList_GetItem(ptr, i as ffi::Py_ssize_t)
                 } else {
                     ffi::PyTuple_GetItem(ptr, i as ffi::Py_ssize_t)
                 };
-                Bound::from_borrowed_ptr(seq.py(), raw)
-            };
-            if i > 0 {
-                self.separate();
+                if i > 0 {
+                    self.separate();
+                }
+                if !self.write_scalar(raw) {
+                    let item = Bound::from_borrowed_ptr(seq.py(), raw);
+                    self.encode(&item, rules).map_err(|e| e.at_index(i))?;
+                }
             }
-            self.encode(&item, rules).map_err(|e| e.at_index(i))?;
             i += 1;
         }
         self.close(b']');
@@ -291,7 +427,17 @@ impl<'a, 'py> Encoder<'a, 'py> {
             return Ok(());
         }
         self.open(b'{');
-        let mut written = 0;
+        self.write_json_entries(items, 0)?;
+        self.close(b'}');
+        Ok(())
+    }
+
+    /// Entries of a dict under `json.dumps` rules, after `written` entries already written.
+    fn write_json_entries(
+        &mut self,
+        items: &[(Bound<'py, PyAny>, Bound<'py, PyAny>)],
+        mut written: usize,
+    ) -> Result<(), SerError> {
         for (key, value) in items {
             let Some(text) = json_key(key, self.profile)? else {
                 continue;
@@ -305,7 +451,21 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 .map_err(|e| e.at_key(text.bytes()))?;
             written += 1;
         }
-        self.close(b'}');
         Ok(())
     }
+}
+
+/// An exact `str`, `int`, `float`, `bool` or `None`: written without running Python code.
+///
+/// # Safety
+/// `ptr` is a live object.
+#[inline(always)]
+unsafe fn is_scalar(ptr: *mut ffi::PyObject) -> bool {
+    let ty = ffi::Py_TYPE(ptr);
+    std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type)
+        || std::ptr::eq(ty, &raw mut ffi::PyLong_Type)
+        || std::ptr::eq(ty, &raw mut ffi::PyFloat_Type)
+        || ptr == ffi::Py_True()
+        || ptr == ffi::Py_False()
+        || ptr == ffi::Py_None()
 }

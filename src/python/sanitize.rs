@@ -546,6 +546,19 @@ fn raw_key_order<'py>(
     }
 }
 
+/// `a < b` in code point order; the first eight bytes decide most pairs with one compare.
+#[inline]
+fn key_less(a: &[u8], b: &[u8]) -> bool {
+    if a.len() >= 8 && b.len() >= 8 {
+        let x = u64::from_be_bytes(a[..8].try_into().unwrap_or_default());
+        let y = u64::from_be_bytes(b[..8].try_into().unwrap_or_default());
+        if x != y {
+            return x < y;
+        }
+    }
+    a < b
+}
+
 /// Sort by key text (code point order, which is UTF-8 byte order) and refuse two keys that
 /// became the same string: the legacy kept one of them silently.
 fn sorted_entries<'py>(
@@ -553,6 +566,18 @@ fn sorted_entries<'py>(
     rules: Rules,
     empty_source: bool,
 ) -> Result<Node<'py>, SerError> {
+    // Dicts often arrive sorted (built from sorted data, or read back from a canonical file):
+    // one linear pass proves it, and strictly increasing keys also rule out collisions.
+    if entries
+        .windows(2)
+        .all(|w| key_less(w[0].key.bytes(), w[1].key.bytes()))
+    {
+        return Ok(Node::Object {
+            entries,
+            rules,
+            empty_source,
+        });
+    }
     entries.sort_unstable_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
     if let Some(pair) = entries
         .windows(2)
@@ -592,7 +617,12 @@ fn json_object<'py>(
                     value: v,
                 });
             }
-            keyed.sort_unstable_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
+            if !keyed
+                .windows(2)
+                .all(|w| key_less(w[0].key.bytes(), w[1].key.bytes()))
+            {
+                keyed.sort_unstable_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
+            }
             return Ok(Node::Object {
                 entries: keyed,
                 rules: Rules::Json,
