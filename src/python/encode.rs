@@ -7,6 +7,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::errors::{SerError, SerErrorKind};
+use super::known::{self, Elem, Kind};
 use super::sanitize::{big_int_repr, classify, json_key, small_int, Entry, Node, Profile, Rules};
 use super::text::{PyUnicode_AsUTF8AndSize, Text};
 use crate::format;
@@ -131,6 +132,18 @@ impl<'a, 'py> Encoder<'a, 'py> {
             && unsafe { ffi::PyDict_CheckExact(obj.as_ptr()) } != 0
         {
             return self.write_dict_in_order(obj);
+        }
+        // The legacy rules' conversions, which json.dumps rules get as extensions.
+        if (matches!(rules, Rules::Both | Rules::Artifact)
+            // SAFETY: a type check on a live object.
+            || rules == Rules::Json
+                && self.profile.extended
+                // json.dumps rules write float subclasses (numpy.float64) as floats.
+                && unsafe { ffi::PyFloat_Check(obj.as_ptr()) } == 0)
+            && !is_container(obj.as_ptr())
+            && self.write_known(obj)?
+        {
+            return Ok(());
         }
         match classify(obj, rules, self.profile)? {
             Node::Null => self.out.extend_from_slice(b"null"),
@@ -301,6 +314,102 @@ impl<'a, 'py> Encoder<'a, 'py> {
             self.stack.pop();
         }
         Ok(())
+    }
+
+    /// numpy scalars and arrays and pandas Timestamps, written from their values with the
+    /// text the legacy rules give them; false (nothing written) to leave them to `classify`.
+    fn write_known(&mut self, obj: &Bound<'py, PyAny>) -> Result<bool, SerError> {
+        match known::kind_of(obj)? {
+            Kind::Other => return Ok(false),
+            // As `item()` then the value: the scalar counts one level, like its redirect.
+            Kind::Float => {
+                let v = known::float_value(obj)?;
+                if !v.is_finite() && !self.profile.allow_nan {
+                    return Ok(false);
+                }
+                self.enter(obj)?;
+                format::write_float(&mut self.out, v);
+            }
+            Kind::Int => {
+                let int = known::int_value(obj)?;
+                self.enter(obj)?;
+                self.write_int(&int)?;
+            }
+            Kind::Bool => {
+                let truth = obj.is_truthy()?;
+                self.enter(obj)?;
+                self.out
+                    .extend_from_slice(if truth { b"true" } else { b"false" });
+            }
+            Kind::Timestamp => {
+                let mut text = Vec::with_capacity(48);
+                if !known::write_isoformat(obj, &mut text)? {
+                    return Ok(false);
+                }
+                format::write_str(&mut self.out, &text, self.style.ensure_ascii);
+                return Ok(true);
+            }
+            Kind::Array => {
+                let Some(array) = known::read_array(obj)? else {
+                    return Ok(false);
+                };
+                // `tolist()` nests one list per dimension below the array's own level; at the
+                // depth limit, or with NaN refused, the general path raises what it raises.
+                if self.stack.len() + array.shape.len() >= MAX_DEPTH
+                    || array.elem.is_float() && !self.profile.allow_nan
+                {
+                    return Ok(false);
+                }
+                self.enter(obj)?;
+                let mut at = 0;
+                self.write_array(array.bytes.as_bytes(), &array.shape, array.elem, &mut at);
+            }
+        }
+        self.stack.pop();
+        Ok(true)
+    }
+
+    /// One dimension of an array as nested lists, elements read from `data` at `at`.
+    fn write_array(&mut self, data: &[u8], shape: &[usize], elem: Elem, at: &mut usize) {
+        let (len, inner) = (shape[0], &shape[1..]);
+        if len == 0 {
+            self.out.extend_from_slice(b"[]");
+            return;
+        }
+        self.open(b'[');
+        for i in 0..len {
+            if i > 0 {
+                self.separate();
+            }
+            if inner.is_empty() {
+                self.write_element(&data[*at..*at + elem.size()], elem);
+                *at += elem.size();
+            } else {
+                self.write_array(data, inner, elem, at);
+            }
+        }
+        self.close(b']');
+    }
+
+    #[inline]
+    fn write_element(&mut self, b: &[u8], elem: Elem) {
+        let out = &mut self.out;
+        match elem {
+            Elem::F16 => {
+                format::write_float(out, known::f16_to_f64(u16::from_ne_bytes([b[0], b[1]])))
+            }
+            Elem::F32 => format::write_float(out, f64::from(f32::from_ne_bytes(array(b)))),
+            Elem::F64 => format::write_float(out, f64::from_ne_bytes(array(b))),
+            Elem::I8 => format::write_i64(out, i64::from(b[0] as i8)),
+            Elem::I16 => format::write_i64(out, i64::from(i16::from_ne_bytes([b[0], b[1]]))),
+            Elem::I32 => format::write_i64(out, i64::from(i32::from_ne_bytes(array(b)))),
+            Elem::I64 => format::write_i64(out, i64::from_ne_bytes(array(b))),
+            Elem::U8 => format::write_u64(out, u64::from(b[0])),
+            Elem::U16 => format::write_u64(out, u64::from(u16::from_ne_bytes([b[0], b[1]]))),
+            Elem::U32 => format::write_u64(out, u64::from(u32::from_ne_bytes(array(b)))),
+            Elem::U64 => format::write_u64(out, u64::from_ne_bytes(array(b))),
+            Elem::Bool => out.extend_from_slice(if b[0] != 0 { b"true" } else { b"false" }),
+        }
     }
 
     #[inline]
@@ -512,4 +621,22 @@ unsafe fn is_scalar(ptr: *mut ffi::PyObject) -> bool {
         || ptr == ffi::Py_True()
         || ptr == ffi::Py_False()
         || ptr == ffi::Py_None()
+}
+
+/// An exact dict, list or tuple: never one of the types `write_known` handles.
+#[inline(always)]
+fn is_container(ptr: *mut ffi::PyObject) -> bool {
+    // SAFETY: ptr is a live object.
+    let ty = unsafe { ffi::Py_TYPE(ptr) };
+    std::ptr::eq(ty, &raw mut ffi::PyDict_Type)
+        || std::ptr::eq(ty, &raw mut ffi::PyList_Type)
+        || std::ptr::eq(ty, &raw mut ffi::PyTuple_Type)
+}
+
+/// The first N bytes of an element as an array (the caller passes exactly N).
+#[inline(always)]
+fn array<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
 }

@@ -373,7 +373,7 @@ fn datetime_like<'py>(obj: &Bound<'py, PyAny>) -> Result<Option<Node<'py>>, SerE
     )?)))
 }
 
-fn type_module(ty: &Bound<'_, PyType>) -> PyResult<String> {
+pub fn type_module(ty: &Bound<'_, PyType>) -> PyResult<String> {
     match ty.getattr_opt(intern!(ty.py(), "__module__"))? {
         Some(m) => Ok(m.extract::<String>().unwrap_or_default()),
         None => Ok(String::new()),
