@@ -303,3 +303,17 @@ def test_random_timestamps(unit: str) -> None:
             ts = ts.tz_localize("UTC").tz_convert(tz)
         stamps.append(ts)
     assert atomicjson.canonical_bytes(stamps) == legacy.canonical_dump(stamps)
+
+
+def test_float_repr_on_random_bit_patterns() -> None:
+    # zmij's digits, laid out as float.__repr__, for doubles of every magnitude.
+    import random
+    import struct
+    rng = random.Random(1)
+    values = [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(50_000)]
+    values += [rng.random() * 10.0 ** rng.randint(-30, 30) for _ in range(50_000)]
+    values += [float(f"1e{e}") for e in range(-324, 309)] + [float(f"9.5e{e}") for e in range(-20, 20)]
+    values = [v for v in values if v == v]
+    assert atomicjson.dumps(values) == json.dumps(values)
+    assert atomicjson.dumps({repr(v): v for v in values[:1000]}, sort_keys=True) == \
+        json.dumps({repr(v): v for v in values[:1000]}, sort_keys=True)
