@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use super::encode::{Encoder, Style};
+use super::encode::{Encoder, OutBuf, Style};
 use super::errors::{core_error, decode_error, int_too_long_error, SerError, SerErrorKind};
 use super::objects::Builder;
 use super::sanitize::{to_python, Profile, Rules};
@@ -171,7 +171,7 @@ impl Encoding {
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
         file: Option<&Path>,
-    ) -> PyResult<(Vec<u8>, bool)> {
+    ) -> PyResult<(OutBuf, bool)> {
         let profile = Profile {
             sort_keys: self.sort_keys,
             skipkeys: self.skipkeys,
@@ -184,15 +184,15 @@ impl Encoding {
             &profile,
             self.strict_utf8,
             self.check_circular,
-            4096,
+            OutBuf::take(),
         );
-        encoder
-            .encode(data, self.rules)
-            .map_err(|e| e.into_pyerr(py, file, !self.extended))?;
+        let result = encoder.encode(data, self.rules);
+        let mut out = OutBuf(std::mem::take(&mut encoder.out));
+        result.map_err(|e| e.into_pyerr(py, file, !self.extended))?;
         if self.trailing_newline {
-            encoder.out.push(b'\n');
+            out.0.push(b'\n');
         }
-        Ok((encoder.out, encoder.has_surrogates))
+        Ok((out, encoder.has_surrogates))
     }
 
     fn write_to(

@@ -7,8 +7,9 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::errors::{SerError, SerErrorKind};
+use super::known::{self, Elem, Kind};
 use super::sanitize::{big_int_repr, classify, json_key, small_int, Entry, Node, Profile, Rules};
-use super::text::Text;
+use super::text::{PyUnicode_AsUTF8AndSize, Text};
 use crate::format;
 
 /// Nesting limit: deeper than Python's own `json` goes with its default recursion limit, and
@@ -37,6 +38,50 @@ impl Style {
     }
 }
 
+/// An output buffer that goes back to its thread when dropped, so that the next encoding on
+/// the thread writes into pages already mapped instead of growing a fresh buffer (regrowth
+/// copies and page faults were ~10% of serializing a 4 MB document).
+pub struct OutBuf(pub Vec<u8>);
+
+/// Buffers above this capacity are freed rather than kept for the thread.
+const KEEP_CAPACITY: usize = 16 << 20;
+/// First capacity of a thread's buffer: most documents fit without regrowth.
+const FIRST_CAPACITY: usize = 64 << 10;
+
+thread_local! {
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl OutBuf {
+    /// The thread's spare buffer, empty; a new one when it is in use (a nested call).
+    pub fn take() -> Vec<u8> {
+        let spare = SPARE.try_with(|s| s.take()).unwrap_or_default();
+        if spare.capacity() == 0 {
+            Vec::with_capacity(FIRST_CAPACITY)
+        } else {
+            spare
+        }
+    }
+}
+
+impl std::ops::Deref for OutBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for OutBuf {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() <= KEEP_CAPACITY {
+            buf.clear();
+            // A thread being torn down keeps nothing.
+            let _ = SPARE.try_with(|s| s.set(buf));
+        }
+    }
+}
+
 pub struct Encoder<'a, 'py> {
     pub out: Vec<u8>,
     style: &'a Style,
@@ -61,10 +106,10 @@ impl<'a, 'py> Encoder<'a, 'py> {
         profile: &'a Profile<'py>,
         strict_utf8: bool,
         check_circular: bool,
-        capacity: usize,
+        out: Vec<u8>,
     ) -> Self {
         Encoder {
-            out: Vec::with_capacity(capacity),
+            out,
             style,
             profile,
             strict_utf8,
@@ -77,6 +122,29 @@ impl<'a, 'py> Encoder<'a, 'py> {
     }
 
     pub fn encode(&mut self, obj: &Bound<'py, PyAny>, rules: Rules) -> Result<(), SerError> {
+        // SAFETY: obj is live for the call.
+        if unsafe { self.write_scalar(obj.as_ptr()) } {
+            return Ok(());
+        }
+        // SAFETY: a type check on a live object.
+        if rules == Rules::Json
+            && !self.profile.sort_keys
+            && unsafe { ffi::PyDict_CheckExact(obj.as_ptr()) } != 0
+        {
+            return self.write_dict_in_order(obj);
+        }
+        // The legacy rules' conversions, which json.dumps rules get as extensions.
+        if (matches!(rules, Rules::Both | Rules::Artifact)
+            // SAFETY: a type check on a live object.
+            || rules == Rules::Json
+                && self.profile.extended
+                // json.dumps rules write float subclasses (numpy.float64) as floats.
+                && unsafe { ffi::PyFloat_Check(obj.as_ptr()) } == 0)
+            && !is_container(obj.as_ptr())
+            && self.write_known(obj)?
+        {
+            return Ok(());
+        }
         match classify(obj, rules, self.profile)? {
             Node::Null => self.out.extend_from_slice(b"null"),
             Node::Bool(true) => self.out.extend_from_slice(b"true"),
@@ -125,6 +193,223 @@ impl<'a, 'py> Encoder<'a, 'py> {
             }
         }
         Ok(())
+    }
+
+    /// Writes an exact `str`, `int`, `float`, `bool` or `None` straight from a borrowed
+    /// reference, running no Python code; false (nothing written) for anything else and for
+    /// the rare scalars whose handling `classify` owns (lone surrogates, ints beyond 64 bits,
+    /// refused NaN). Skipping `classify` here saves a reference count pair per value.
+    ///
+    /// # Safety
+    /// `ptr` is a live object.
+    #[inline(always)]
+    unsafe fn write_scalar(&mut self, ptr: *mut ffi::PyObject) -> bool {
+        let ty = ffi::Py_TYPE(ptr);
+        if std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type) {
+            let mut size: ffi::Py_ssize_t = 0;
+            let utf8 = PyUnicode_AsUTF8AndSize(ptr, &mut size);
+            if utf8.is_null() {
+                ffi::PyErr_Clear();
+                return false;
+            }
+            let text = std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize);
+            format::write_str(&mut self.out, text, self.style.ensure_ascii);
+            return true;
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyLong_Type) {
+            let mut overflow = 0;
+            let v = ffi::PyLong_AsLongLongAndOverflow(ptr, &mut overflow);
+            // -1 with an error cannot happen for an exact int; overflow goes to classify.
+            if overflow != 0 {
+                return false;
+            }
+            format::write_i64(&mut self.out, v);
+            return true;
+        }
+        if std::ptr::eq(ty, &raw mut ffi::PyFloat_Type) {
+            let v = ffi::PyFloat_AsDouble(ptr);
+            if !v.is_finite() && !self.profile.allow_nan {
+                return false;
+            }
+            format::write_float(&mut self.out, v);
+            return true;
+        }
+        if ptr == ffi::Py_True() {
+            self.out.extend_from_slice(b"true");
+        } else if ptr == ffi::Py_False() {
+            self.out.extend_from_slice(b"false");
+        } else if ptr == ffi::Py_None() {
+            self.out.extend_from_slice(b"null");
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// An exact dict under `json.dumps` rules without `sort_keys`, in its own order. Entries
+    /// with a str key and a scalar value are written from borrowed references: nothing runs
+    /// Python code while they are written, so the dict cannot change under the iteration. At
+    /// the first other entry the rest are taken as strong references, before any callback
+    /// runs, exactly as the snapshot `classify` takes.
+    fn write_dict_in_order(&mut self, dict: &Bound<'py, PyAny>) -> Result<(), SerError> {
+        let ptr = dict.as_ptr();
+        // SAFETY: ptr is an exact dict; PyDict_Next yields borrowed references, used before
+        // any Python code runs or turned into owned ones.
+        unsafe {
+            self.enter(dict)?;
+            if ffi::PyDict_Size(ptr) == 0 {
+                self.out.extend_from_slice(b"{}");
+                self.stack.pop();
+                return Ok(());
+            }
+            self.open(b'{');
+            let mut pos: ffi::Py_ssize_t = 0;
+            let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+            let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+            let mut written = 0;
+            loop {
+                let at = pos;
+                if ffi::PyDict_Next(ptr, &mut pos, &mut key, &mut value) == 0 {
+                    break;
+                }
+                let key_text = if ffi::PyUnicode_CheckExact(key) != 0 && is_scalar(value) {
+                    let mut size: ffi::Py_ssize_t = 0;
+                    let utf8 = PyUnicode_AsUTF8AndSize(key, &mut size);
+                    if utf8.is_null() {
+                        ffi::PyErr_Clear();
+                        None
+                    } else {
+                        Some(std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize))
+                    }
+                } else {
+                    None
+                };
+                let Some(key_text) = key_text else {
+                    let py = dict.py();
+                    let mut rest = Vec::new();
+                    pos = at;
+                    while ffi::PyDict_Next(ptr, &mut pos, &mut key, &mut value) != 0 {
+                        rest.push((
+                            Bound::from_borrowed_ptr(py, key),
+                            Bound::from_borrowed_ptr(py, value),
+                        ));
+                    }
+                    self.write_json_entries(&rest, written)?;
+                    break;
+                };
+                if written > 0 {
+                    self.separate();
+                }
+                format::write_str(&mut self.out, key_text, self.style.ensure_ascii);
+                self.out.extend_from_slice(&self.style.key_separator);
+                if !self.write_scalar(value) {
+                    // Scalars classify handles run no Python code either.
+                    let value = Bound::from_borrowed_ptr(dict.py(), value);
+                    self.encode(&value, Rules::Json)
+                        .map_err(|e| e.at_key(key_text))?;
+                }
+                written += 1;
+            }
+            self.close(b'}');
+            self.stack.pop();
+        }
+        Ok(())
+    }
+
+    /// numpy scalars and arrays and pandas Timestamps, written from their values with the
+    /// text the legacy rules give them; false (nothing written) to leave them to `classify`.
+    fn write_known(&mut self, obj: &Bound<'py, PyAny>) -> Result<bool, SerError> {
+        match known::kind_of(obj)? {
+            Kind::Other => return Ok(false),
+            // As `item()` then the value: the scalar counts one level, like its redirect.
+            Kind::Float => {
+                let v = known::float_value(obj)?;
+                if !v.is_finite() && !self.profile.allow_nan {
+                    return Ok(false);
+                }
+                self.enter(obj)?;
+                format::write_float(&mut self.out, v);
+            }
+            Kind::Int => {
+                let int = known::int_value(obj)?;
+                self.enter(obj)?;
+                self.write_int(&int)?;
+            }
+            Kind::Bool => {
+                let truth = obj.is_truthy()?;
+                self.enter(obj)?;
+                self.out
+                    .extend_from_slice(if truth { b"true" } else { b"false" });
+            }
+            Kind::Timestamp => {
+                let mut text = Vec::with_capacity(48);
+                if !known::write_isoformat(obj, &mut text)? {
+                    return Ok(false);
+                }
+                format::write_str(&mut self.out, &text, self.style.ensure_ascii);
+                return Ok(true);
+            }
+            Kind::Array => {
+                let Some(array) = known::read_array(obj)? else {
+                    return Ok(false);
+                };
+                // `tolist()` nests one list per dimension below the array's own level; at the
+                // depth limit, or with NaN refused, the general path raises what it raises.
+                if self.stack.len() + array.shape.len() >= MAX_DEPTH
+                    || array.elem.is_float() && !self.profile.allow_nan
+                {
+                    return Ok(false);
+                }
+                self.enter(obj)?;
+                let mut at = 0;
+                self.write_array(array.bytes.as_bytes(), &array.shape, array.elem, &mut at);
+            }
+        }
+        self.stack.pop();
+        Ok(true)
+    }
+
+    /// One dimension of an array as nested lists, elements read from `data` at `at`.
+    fn write_array(&mut self, data: &[u8], shape: &[usize], elem: Elem, at: &mut usize) {
+        let (len, inner) = (shape[0], &shape[1..]);
+        if len == 0 {
+            self.out.extend_from_slice(b"[]");
+            return;
+        }
+        self.open(b'[');
+        for i in 0..len {
+            if i > 0 {
+                self.separate();
+            }
+            if inner.is_empty() {
+                self.write_element(&data[*at..*at + elem.size()], elem);
+                *at += elem.size();
+            } else {
+                self.write_array(data, inner, elem, at);
+            }
+        }
+        self.close(b']');
+    }
+
+    #[inline]
+    fn write_element(&mut self, b: &[u8], elem: Elem) {
+        let out = &mut self.out;
+        match elem {
+            Elem::F16 => {
+                format::write_float(out, known::f16_to_f64(u16::from_ne_bytes([b[0], b[1]])))
+            }
+            Elem::F32 => format::write_float(out, f64::from(f32::from_ne_bytes(array(b)))),
+            Elem::F64 => format::write_float(out, f64::from_ne_bytes(array(b))),
+            Elem::I8 => format::write_i64(out, i64::from(b[0] as i8)),
+            Elem::I16 => format::write_i64(out, i64::from(i16::from_ne_bytes([b[0], b[1]]))),
+            Elem::I32 => format::write_i64(out, i64::from(i32::from_ne_bytes(array(b)))),
+            Elem::I64 => format::write_i64(out, i64::from_ne_bytes(array(b))),
+            Elem::U8 => format::write_u64(out, u64::from(b[0])),
+            Elem::U16 => format::write_u64(out, u64::from(u16::from_ne_bytes([b[0], b[1]]))),
+            Elem::U32 => format::write_u64(out, u64::from(u32::from_ne_bytes(array(b)))),
+            Elem::U64 => format::write_u64(out, u64::from_ne_bytes(array(b))),
+            Elem::Bool => out.extend_from_slice(if b[0] != 0 { b"true" } else { b"false" }),
+        }
     }
 
     #[inline]
@@ -213,19 +498,23 @@ impl<'a, 'py> Encoder<'a, 'py> {
         self.open(b'[');
         let mut i = 0;
         while (i as ffi::Py_ssize_t) < len(ptr) {
-            // SAFETY: index checked against the current length just above.
-            let item = unsafe {
+            // SAFETY: index checked against the current length just above. Scalars are
+            // written from the borrowed reference (no Python code runs meanwhile); anything
+            // else is held by an owned one, as a callback may remove it from a list.
+            unsafe {
                 let raw = if is_list {
                     ffi::PyList_GetItem(ptr, i as ffi::Py_ssize_t)
                 } else {
                     ffi::PyTuple_GetItem(ptr, i as ffi::Py_ssize_t)
                 };
-                Bound::from_borrowed_ptr(seq.py(), raw)
-            };
-            if i > 0 {
-                self.separate();
+                if i > 0 {
+                    self.separate();
+                }
+                if !self.write_scalar(raw) {
+                    let item = Bound::from_borrowed_ptr(seq.py(), raw);
+                    self.encode(&item, rules).map_err(|e| e.at_index(i))?;
+                }
             }
-            self.encode(&item, rules).map_err(|e| e.at_index(i))?;
             i += 1;
         }
         self.close(b']');
@@ -284,7 +573,17 @@ impl<'a, 'py> Encoder<'a, 'py> {
             return Ok(());
         }
         self.open(b'{');
-        let mut written = 0;
+        self.write_json_entries(items, 0)?;
+        self.close(b'}');
+        Ok(())
+    }
+
+    /// Entries of a dict under `json.dumps` rules, after `written` entries already written.
+    fn write_json_entries(
+        &mut self,
+        items: &[(Bound<'py, PyAny>, Bound<'py, PyAny>)],
+        mut written: usize,
+    ) -> Result<(), SerError> {
         for (key, value) in items {
             let Some(text) = json_key(key, self.profile)? else {
                 continue;
@@ -298,7 +597,6 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 .map_err(|e| e.at_key(text.bytes()))?;
             written += 1;
         }
-        self.close(b'}');
         Ok(())
     }
 }
@@ -315,4 +613,37 @@ pub fn depth_error(stack: &[*mut ffi::PyObject], check_circular: bool) -> SerErr
         }
     }
     SerErrorKind::TooDeep.into()
+}
+
+/// An exact `str`, `int`, `float`, `bool` or `None`: written without running Python code.
+///
+/// # Safety
+/// `ptr` is a live object.
+#[inline(always)]
+unsafe fn is_scalar(ptr: *mut ffi::PyObject) -> bool {
+    let ty = ffi::Py_TYPE(ptr);
+    std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type)
+        || std::ptr::eq(ty, &raw mut ffi::PyLong_Type)
+        || std::ptr::eq(ty, &raw mut ffi::PyFloat_Type)
+        || ptr == ffi::Py_True()
+        || ptr == ffi::Py_False()
+        || ptr == ffi::Py_None()
+}
+
+/// An exact dict, list or tuple: never one of the types `write_known` handles.
+#[inline(always)]
+fn is_container(ptr: *mut ffi::PyObject) -> bool {
+    // SAFETY: ptr is a live object.
+    let ty = unsafe { ffi::Py_TYPE(ptr) };
+    std::ptr::eq(ty, &raw mut ffi::PyDict_Type)
+        || std::ptr::eq(ty, &raw mut ffi::PyList_Type)
+        || std::ptr::eq(ty, &raw mut ffi::PyTuple_Type)
+}
+
+/// The first N bytes of an element as an array (the caller passes exactly N).
+#[inline(always)]
+fn array<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
 }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod encode;
 pub mod errors;
+pub mod known;
 pub mod objects;
 pub mod sanitize;
 pub mod text;

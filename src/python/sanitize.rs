@@ -13,7 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
 use super::errors::{SerError, SerErrorKind};
-use super::text::Text;
+use super::text::{PyUnicode_AsUTF8AndSize, Text};
 use crate::format;
 
 /// Which legacy passes still apply to a value.
@@ -373,7 +373,7 @@ fn datetime_like<'py>(obj: &Bound<'py, PyAny>) -> Result<Option<Node<'py>>, SerE
     )?)))
 }
 
-fn type_module(ty: &Bound<'_, PyType>) -> PyResult<String> {
+pub fn type_module(ty: &Bound<'_, PyType>) -> PyResult<String> {
     match ty.getattr_opt(intern!(ty.py(), "__module__"))? {
         Some(m) => Ok(m.extract::<String>().unwrap_or_default()),
         None => Ok(String::new()),
@@ -464,9 +464,15 @@ fn object<'py>(
     rules: Rules,
     profile: &Profile<'py>,
 ) -> Result<Node<'py>, SerError> {
+    let len = dict.len();
+    if matches!(rules, Rules::Both | Rules::Artifact) {
+        if let Some(entries) = str_key_entries(dict, len) {
+            return sorted_entries(entries, rules, len == 0);
+        }
+    }
     // Take strong references first, running no Python code, so that a callback later in the
     // walk cannot change the dict under the iteration.
-    let len = dict.len();
+
     let mut raw: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::with_capacity(len);
     let mut pos: ffi::Py_ssize_t = 0;
     let mut key: *mut ffi::PyObject = std::ptr::null_mut();
@@ -524,6 +530,41 @@ fn object<'py>(
     }
 }
 
+/// The entries of a dict whose keys are all exact `str`, in one pass and with one reference
+/// per key and value; `None` (nothing taken) when a key is of another type or holds lone
+/// surrogates, whose conversion `str_of` owns.
+fn str_key_entries<'py>(dict: &Bound<'py, PyDict>, len: usize) -> Option<Vec<Entry<'py>>> {
+    let mut entries = Vec::with_capacity(len);
+    let mut pos: ffi::Py_ssize_t = 0;
+    let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+    let py = dict.py();
+    // SAFETY: PyDict_Next yields borrowed references, turned into owned ones before any
+    // Python code runs; no code here runs Python code.
+    unsafe {
+        while ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
+            if ffi::PyUnicode_CheckExact(key) == 0 {
+                return None;
+            }
+            let mut size: ffi::Py_ssize_t = 0;
+            let utf8 = PyUnicode_AsUTF8AndSize(key, &mut size);
+            if utf8.is_null() {
+                ffi::PyErr_Clear();
+                return None;
+            }
+            entries.push(Entry {
+                key: Text::Borrowed {
+                    owner: Bound::from_borrowed_ptr(py, key).cast_into_unchecked(),
+                    ptr: utf8.cast(),
+                    len: size as usize,
+                },
+                value: Bound::from_borrowed_ptr(py, value),
+            });
+        }
+    }
+    Some(entries)
+}
+
 /// The positions of `raw` ordered by their keys as Python compares them, or `None` when the
 /// keys do not compare.
 fn raw_key_order<'py>(
@@ -546,6 +587,45 @@ fn raw_key_order<'py>(
     }
 }
 
+/// `a < b` in code point order; the first eight bytes decide most pairs with one compare.
+#[inline]
+fn key_less(a: &[u8], b: &[u8]) -> bool {
+    if a.len() >= 8 && b.len() >= 8 {
+        let x = u64::from_be_bytes(a[..8].try_into().unwrap_or_default());
+        let y = u64::from_be_bytes(b[..8].try_into().unwrap_or_default());
+        if x != y {
+            return x < y;
+        }
+    }
+    a < b
+}
+
+/// The first 16 bytes of a key as a number that orders as the bytes do (shorter keys padded
+/// with zeros, which keeps a prefix before its extensions).
+#[inline]
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut head = [0u8; 16];
+    let n = key.len().min(16);
+    head[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(head)
+}
+
+/// Sort entries by key text. Comparing 16-byte prefixes as integers decides nearly all pairs
+/// of the long feature-name keys without a `memcmp` call; equal prefixes compare in full.
+fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
+    let mut order: Vec<(u128, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (key_prefix(e.key.bytes()), i))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| entries[a.1].key.bytes().cmp(entries[b.1].key.bytes()))
+    });
+    let mut slots: Vec<Option<Entry<'_>>> = entries.drain(..).map(Some).collect();
+    entries.extend(order.iter().filter_map(|&(_, i)| slots[i].take()));
+}
+
 /// Sort by key text (code point order, which is UTF-8 byte order) and refuse two keys that
 /// became the same string: the legacy kept one of them silently.
 fn sorted_entries<'py>(
@@ -553,7 +633,19 @@ fn sorted_entries<'py>(
     rules: Rules,
     empty_source: bool,
 ) -> Result<Node<'py>, SerError> {
-    entries.sort_unstable_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
+    // Dicts often arrive sorted (built from sorted data, or read back from a canonical file):
+    // one linear pass proves it, and strictly increasing keys also rule out collisions.
+    if entries
+        .windows(2)
+        .all(|w| key_less(w[0].key.bytes(), w[1].key.bytes()))
+    {
+        return Ok(Node::Object {
+            entries,
+            rules,
+            empty_source,
+        });
+    }
+    sort_by_key_text(&mut entries);
     if let Some(pair) = entries
         .windows(2)
         .find(|w| w[0].key.bytes() == w[1].key.bytes())
@@ -592,7 +684,12 @@ fn json_object<'py>(
                     value: v,
                 });
             }
-            keyed.sort_unstable_by(|a, b| a.key.bytes().cmp(b.key.bytes()));
+            if !keyed
+                .windows(2)
+                .all(|w| key_less(w[0].key.bytes(), w[1].key.bytes()))
+            {
+                sort_by_key_text(&mut keyed);
+            }
             return Ok(Node::Object {
                 entries: keyed,
                 rules: Rules::Json,

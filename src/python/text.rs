@@ -12,7 +12,7 @@ use super::errors::SerError;
 // because pyo3-ffi hides it for an abi3-py39 build. It returns the UTF-8 buffer that the str
 // object caches, so reading a str costs no copy.
 extern "C" {
-    fn PyUnicode_AsUTF8AndSize(
+    pub(crate) fn PyUnicode_AsUTF8AndSize(
         unicode: *mut ffi::PyObject,
         size: *mut ffi::Py_ssize_t,
     ) -> *const c_char;
