@@ -276,7 +276,7 @@ def test_timestamps_match_isoformat() -> None:
 
 
 def test_timestamp_subclass() -> None:
-    class Stamp(pd.Timestamp):  # type: ignore[misc]
+    class Stamp(pd.Timestamp):  # type: ignore[misc,name-defined]
         def isoformat(self, *args: Any, **kwargs: Any) -> str:
             return "custom"
 
