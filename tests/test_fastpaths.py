@@ -323,7 +323,7 @@ def test_float_repr_on_random_bit_patterns() -> None:
 
 def test_repeated_and_many_keys_read_back(tmp_path: Any) -> None:
     long_key = "k" * 70
-    records = [{"id": i, "name": f"n{i}", long_key: i, "caf\u00e9": [i], "a\\"b": None,
+    records = [{"id": i, "name": f"n{i}", long_key: i, "caf\u00e9": [i], 'a"b\\': None,
                 "\ud800": 1, f"unique{i}": i} for i in range(3000)]
     text = json.dumps(records)
     # Duplicate keys in one object: the last one wins, in the first one's place.
