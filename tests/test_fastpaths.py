@@ -8,6 +8,8 @@ import enum
 import json
 from typing import Any, Dict, List
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import atomicjson
@@ -151,8 +153,6 @@ def test_mixed_key_types_under_sort_keys() -> None:
 
 # -- numpy arrays and scalars (read in Rust; the legacy calls tolist()/item()) -------------
 
-np = pytest.importorskip("numpy")
-pd = pytest.importorskip("pandas")
 
 SPECIAL = [0.0, -0.0, 1.0, -1.5, 0.1, 1e-7, 1e16, 1e300, 5e-324, 65504.0, 6.1e-5, 3.0e-8,
            float("nan"), float("inf"), float("-inf"), 123456.789, 2.0 ** 60]
