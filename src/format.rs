@@ -172,7 +172,7 @@ fn write_escape<const ASCII: bool>(out: &mut Vec<u8>, text: &[u8], pos: usize) -
 fn escape_into<const ASCII: bool>(out: &mut Vec<u8>, text: &[u8]) {
     let mut start = 0;
     while let Some(pos) = find_special::<ASCII>(text, start) {
-        out.extend_from_slice(&text[start..pos]);
+        append(out, &text[start..pos]);
         start = write_escape::<ASCII>(out, text, pos);
         if ASCII {
             // Runs of non-ASCII characters (CJK, Cyrillic) are escaped without rescanning.
@@ -181,7 +181,48 @@ fn escape_into<const ASCII: bool>(out: &mut Vec<u8>, text: &[u8]) {
             }
         }
     }
-    out.extend_from_slice(&text[start..]);
+    append(out, &text[start..]);
+}
+
+/// Appends `bytes`. Most pieces of a document (keys, numbers, short strings) are under 32
+/// bytes: they are copied with two overlapping fixed-size moves instead of a `memcpy` call,
+/// which cost more than the copy itself (~10% of `dumps`).
+#[inline(always)]
+pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n > 32 {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.reserve(n);
+    // SAFETY: `n` bytes are reserved past the length; every move below reads within `bytes`
+    // and writes within those `n` bytes (the two moves of a pair overlap when `n` is not a
+    // multiple of their size).
+    unsafe {
+        let src = bytes.as_ptr();
+        let dst = out.as_mut_ptr().add(out.len());
+        if n >= 16 {
+            let a = std::ptr::read_unaligned(src.cast::<u128>());
+            let b = std::ptr::read_unaligned(src.add(n - 16).cast::<u128>());
+            std::ptr::write_unaligned(dst.cast::<u128>(), a);
+            std::ptr::write_unaligned(dst.add(n - 16).cast::<u128>(), b);
+        } else if n >= 8 {
+            let a = std::ptr::read_unaligned(src.cast::<u64>());
+            let b = std::ptr::read_unaligned(src.add(n - 8).cast::<u64>());
+            std::ptr::write_unaligned(dst.cast::<u64>(), a);
+            std::ptr::write_unaligned(dst.add(n - 8).cast::<u64>(), b);
+        } else if n >= 4 {
+            let a = std::ptr::read_unaligned(src.cast::<u32>());
+            let b = std::ptr::read_unaligned(src.add(n - 4).cast::<u32>());
+            std::ptr::write_unaligned(dst.cast::<u32>(), a);
+            std::ptr::write_unaligned(dst.add(n - 4).cast::<u32>(), b);
+        } else {
+            for i in 0..n {
+                *dst.add(i) = *src.add(i);
+            }
+        }
+        out.set_len(out.len() + n);
+    }
 }
 
 /// Appends a JSON string literal (with the quotes) exactly as `json.dumps` writes it.
@@ -195,7 +236,15 @@ fn escape_into<const ASCII: bool>(out: &mut Vec<u8>, text: &[u8]) {
 pub fn write_str(out: &mut Vec<u8>, text: &[u8], ensure_ascii: bool) {
     out.reserve(text.len() + 2);
     out.push(b'"');
-    if ensure_ascii {
+    // Nearly all strings need no escape: one scan, one copy.
+    let clean = if ensure_ascii {
+        find_special::<true>(text, 0).is_none()
+    } else {
+        find_special::<false>(text, 0).is_none()
+    };
+    if clean {
+        append(out, text);
+    } else if ensure_ascii {
         escape_into::<true>(out, text);
     } else {
         escape_into::<false>(out, text);
@@ -237,13 +286,13 @@ pub fn has_surrogates(text: &[u8]) -> bool {
 /// Appends a decimal `i64`.
 #[inline]
 pub fn write_i64(out: &mut Vec<u8>, value: i64) {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    append(out, itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// Appends a decimal `u64`.
 #[inline]
 pub fn write_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    append(out, itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// Appends the exact text of Python's `float.__repr__` (as `json.dumps` writes floats): the
@@ -293,7 +342,7 @@ pub fn write_float(out: &mut Vec<u8>, value: f64) {
         }
         buf[len..len + exp_digits.len()].copy_from_slice(exp_digits);
         len += exp_digits.len();
-        out.extend_from_slice(&buf[..len]);
+        append(out, &buf[..len]);
     } else if body.starts_with(b"0.0000") {
         // Decimal exponent -5, written "0.0000ddd": Python wants "d.dde-05".
         let digits = &body[6..];
@@ -310,15 +359,29 @@ pub fn write_float(out: &mut Vec<u8>, value: f64) {
         }
         buf[len..len + 4].copy_from_slice(b"e-05");
         len += 4;
-        out.extend_from_slice(&buf[..len]);
+        append(out, &buf[..len]);
     } else {
-        out.extend_from_slice(s);
+        append(out, s);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_every_short_length() {
+        let src: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for prefix in 0..3 {
+            for n in 0..=src.len() {
+                let mut out = vec![b'#'; prefix];
+                append(&mut out, &src[..n]);
+                let mut want = vec![b'#'; prefix];
+                want.extend_from_slice(&src[..n]);
+                assert_eq!(out, want, "prefix {prefix}, length {n}");
+            }
+        }
+    }
 
     fn float(value: f64) -> String {
         let mut out = Vec::new();

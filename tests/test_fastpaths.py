@@ -8,6 +8,8 @@ import enum
 import json
 from typing import Any, Dict, List
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import atomicjson
@@ -151,8 +153,6 @@ def test_mixed_key_types_under_sort_keys() -> None:
 
 # -- numpy arrays and scalars (read in Rust; the legacy calls tolist()/item()) -------------
 
-np = pytest.importorskip("numpy")
-pd = pytest.importorskip("pandas")
 
 SPECIAL = [0.0, -0.0, 1.0, -1.5, 0.1, 1e-7, 1e16, 1e300, 5e-324, 65504.0, 6.1e-5, 3.0e-8,
            float("nan"), float("inf"), float("-inf"), 123456.789, 2.0 ** 60]
@@ -317,3 +317,21 @@ def test_float_repr_on_random_bit_patterns() -> None:
     assert atomicjson.dumps(values) == json.dumps(values)
     assert atomicjson.dumps({repr(v): v for v in values[:1000]}, sort_keys=True) == \
         json.dumps({repr(v): v for v in values[:1000]}, sort_keys=True)
+
+
+# -- read_json / loads: the key memo -------------------------------------------------------
+
+def test_repeated_and_many_keys_read_back(tmp_path: Any) -> None:
+    long_key = "k" * 70
+    records = [{"id": i, "name": f"n{i}", long_key: i, "caf\u00e9": [i], 'a"b\\': None,
+                "\ud800": 1, f"unique{i}": i} for i in range(3000)]
+    text = json.dumps(records)
+    # Duplicate keys in one object: the last one wins, in the first one's place.
+    text = text.replace('{"id": 0,', '{"id": -1, "name": "x", "id": 0,', 1)
+    assert atomicjson.loads(text.encode("utf-8", "surrogatepass")) == json.loads(text)
+    path = tmp_path / "records.json"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    got = atomicjson.read_json(path)
+    want = json.loads(text)
+    assert got == want
+    assert [list(d) for d in got] == [list(d) for d in want]

@@ -301,7 +301,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                     self.separate();
                 }
                 format::write_str(&mut self.out, key_text, self.style.ensure_ascii);
-                self.out.extend_from_slice(&self.style.key_separator);
+                format::append(&mut self.out, &self.style.key_separator);
                 if !self.write_scalar(value) {
                     // Scalars classify handles run no Python code either.
                     let value = Bound::from_borrowed_ptr(dict.py(), value);
@@ -462,9 +462,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     #[inline]
     fn separate(&mut self) {
-        self.out.extend_from_slice(&self.style.item_separator);
+        format::append(&mut self.out, &self.style.item_separator);
         if self.style.indent.is_some() {
-            self.out.extend_from_slice(&self.newline_indent);
+            format::append(&mut self.out, &self.newline_indent);
         }
     }
 
@@ -554,7 +554,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
             }
             self.write_text(&entry.key)
                 .map_err(|e| e.at_key(entry.key.bytes()))?;
-            self.out.extend_from_slice(&self.style.key_separator);
+            format::append(&mut self.out, &self.style.key_separator);
             self.encode(&entry.value, rules)
                 .map_err(|e| e.at_key(entry.key.bytes()))?;
         }
@@ -592,7 +592,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 self.separate();
             }
             self.write_text(&text).map_err(|e| e.at_key(text.bytes()))?;
-            self.out.extend_from_slice(&self.style.key_separator);
+            format::append(&mut self.out, &self.style.key_separator);
             self.encode(value, Rules::Json)
                 .map_err(|e| e.at_key(text.bytes()))?;
             written += 1;
