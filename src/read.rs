@@ -693,9 +693,10 @@ impl Parser<'_> {
             let text: String = digits.iter().map(|&c| c as char).collect();
             return Ok(Json::BigInt(text.into_boxed_str()));
         }
-        // ASCII by construction. Rust's parser is correctly rounded and gives ±inf on overflow,
-        // like float().
-        let text = std::str::from_utf8(digits).unwrap_or_default();
+        // Rust's parser is correctly rounded and gives ±inf on overflow, like float().
+        // SAFETY: `digits` holds only ASCII digits, signs, '.' and 'e'/'E' (scanned above);
+        // checking it again was ~3% of reading a 25 KB file.
+        let text = unsafe { std::str::from_utf8_unchecked(digits) };
         Ok(Json::Float(text.parse().unwrap_or(f64::NAN)))
     }
 }
