@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Optional
 
 import pytest
 
@@ -86,6 +87,29 @@ def run_python(code: str, *args: str, timeout: float = 120, **kwargs: Any) -> "s
         env=env,
         **kwargs,
     )
+
+
+def wait_until_blocked(lock_path: Path, pid: Optional[int], timeout: float = 20.0) -> None:
+    """Return once process `pid` (any process if None) waits in the kernel for `lock_path`.
+
+    Linux lists a blocked waiter in /proc/locks as a "->" line with the waiter's pid (-1 for
+    open-file-description locks) and the file's inode. A test that signals a waiter must not
+    signal it before it waits; where there is no /proc/locks, give the child half a second.
+    """
+    if not os.path.exists("/proc/locks"):
+        time.sleep(0.5)
+        return
+    ino = str(os.stat(lock_path).st_ino)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 6 and fields[1] == "->" and fields[6].endswith(":" + ino) \
+                        and (pid is None or fields[5] == str(pid)):
+                    return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never waited for {lock_path}")
 
 
 def temp_files(directory: Path) -> List[str]:

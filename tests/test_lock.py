@@ -17,7 +17,7 @@ import pytest
 
 import atomicjson
 import atomicjson.aio
-from conftest import run_python, temp_files
+from conftest import run_python, temp_files, wait_until_blocked
 
 
 def test_lock_holders_names_the_holding_process(tmp_path: Path, hold_lock) -> None:
@@ -144,7 +144,7 @@ def test_ctrl_c_interrupts_a_waiting_call_and_leaves_no_lock(tmp_path: Path, hol
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "waiting"
-        time.sleep(0.5)
+        wait_until_blocked(tmp_path / "c.lock", proc.pid)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)

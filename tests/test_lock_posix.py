@@ -24,7 +24,7 @@ import pytest
 
 import atomicjson
 import atomicjson.aio
-from conftest import run_python, temp_files
+from conftest import run_python, temp_files, wait_until_blocked
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="OFD locks (F_OFD_SETLK) are Linux-only")
@@ -216,7 +216,7 @@ def test_ctrl_c_interrupts_a_waiting_call_and_leaves_no_lock(tmp_path: Path, hol
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "waiting"
-    time.sleep(0.5)
+    wait_until_blocked(tmp_path / "c.lock", None)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert out.split() == ["interrupted", "still", "excluded"], err
