@@ -31,11 +31,12 @@ _HOLDER = textwrap.dedent(
 
 
 class LockHolder:
-    """A separate process holding the flock on a lock file."""
+    """A separate process holding a lock: by default the legacy flock on `path`, else whatever
+    `code` does with `path` (its argv[1]) before it prints "locked" and waits for a line."""
 
-    def __init__(self, lock_path: Path) -> None:
+    def __init__(self, path: Path, code: str = _HOLDER) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _HOLDER, str(lock_path)],
+            [sys.executable, "-c", code, str(path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -53,6 +54,10 @@ class LockHolder:
             self.proc.stdin.write("\n")
             self.proc.stdin.flush()
             self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
 
 @pytest.fixture

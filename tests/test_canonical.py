@@ -9,7 +9,7 @@ import enum
 import json
 import math
 import pathlib
-from typing import Any, Dict, List
+from typing import Any, List
 
 import numpy as np
 import pandas as pd

@@ -8,7 +8,6 @@ import inspect
 import itertools
 import json
 import math
-import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath

@@ -24,7 +24,7 @@ import pytest
 
 import atomicjson
 import atomicjson.aio
-from conftest import run_python, temp_files, wait_until_blocked
+from conftest import LockHolder, run_python, temp_files, wait_until_blocked
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="OFD locks (F_OFD_SETLK) are Linux-only")
@@ -55,37 +55,9 @@ _AJ_HOLDER = textwrap.dedent(
 )
 
 
-class Holder:
-    """A separate process holding the posix-mode lock of a target path."""
-
-    def __init__(self, code: str, path: Path) -> None:
-        env = dict(os.environ)
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(path)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=env)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.strip() == "locked", f"holder did not lock: {line!r}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def release(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=10)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def holders() -> Iterator[List[Holder]]:
-    started: List[Holder] = []
+def holders() -> Iterator[List[LockHolder]]:
+    started: List[LockHolder] = []
     yield started
     for h in started:
         if h.proc.poll() is None:
@@ -93,14 +65,14 @@ def holders() -> Iterator[List[Holder]]:
             h.proc.wait()
 
 
-def ofd_holder(lock_file: Path, started: List[Holder]) -> Holder:
-    holder = Holder(_OFD_HOLDER, lock_file)
+def ofd_holder(lock_file: Path, started: List[LockHolder]) -> LockHolder:
+    holder = LockHolder(lock_file, _OFD_HOLDER)
     started.append(holder)
     return holder
 
 
-def aj_holder(target: Path, started: List[Holder]) -> Holder:
-    holder = Holder(_AJ_HOLDER, target)
+def aj_holder(target: Path, started: List[LockHolder]) -> LockHolder:
+    holder = LockHolder(target, _AJ_HOLDER)
     started.append(holder)
     return holder
 
@@ -267,7 +239,7 @@ def test_posix_mode_excludes_classic_lockf_holders(tmp_path: Path, holders) -> N
         print("locked", flush=True)
         sys.stdin.readline()
     """)
-    holder = Holder(code, tmp_path / "l.lock")
+    holder = LockHolder(tmp_path / "l.lock", code)
     holders.append(holder)
     with pytest.raises(atomicjson.LockTimeoutError) as info:
         atomicjson.write_json(tmp_path / "l.json", 1, lock_timeout=0.1, lock_mode="posix")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Dict, List
+from typing import Any, List
 
 import numpy as np
 import pandas as pd
