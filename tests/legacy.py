@@ -52,6 +52,7 @@ __all__ = [
     "canonical_json",
     "lock_path_for",
     "legacy_lock",
+    "lock_is_free",
     "write_atomic_json",
     "_write_atomic_json",
     "write_atomic_json_with_lock",
@@ -170,6 +171,21 @@ def canonical_json(obj, indent=None) -> str:
 def lock_path_for(file_path) -> Path:
     """The sidecar lock file: pathlib's ``with_suffix('.lock')`` (``a.tar.gz`` -> ``a.tar.lock``)."""
     return Path(file_path).with_suffix(".lock")
+
+
+def lock_is_free(file_path) -> bool:
+    """Whether a legacy writer would get the sidecar flock of `file_path` at once (a new open
+    file description conflicts with any holder, this process's own locks included)."""
+    lock_path = lock_path_for(file_path)
+    if not lock_path.exists():
+        return True
+    with open(lock_path, "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return True
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ real processes (also mixed with the legacy fcntl.flock protocol), and a pipeline
 from __future__ import annotations
 
 import copy
-import fcntl
 import json
 import os
 import subprocess
@@ -24,21 +23,6 @@ from conftest import HERE, run_python, temp_files
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-def lock_is_free(path) -> bool:
-    """Whether nobody holds the sidecar flock of `path` (a new open file description in this
-    process conflicts with any holder, this process's own locks included)."""
-    lock_path = legacy.lock_path_for(path)
-    if not lock_path.exists():
-        return True
-    with open(lock_path, "a") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-        return True
-
-
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
@@ -96,7 +80,7 @@ def test_update_json_default_is_a_deep_copy(tmp_path):
                                     default=default)
     assert atomicjson.read_json(target) == {"runs": ["r1", "r2"], "meta": {"n": 1}} == result
     assert default == pristine and len(seen) == 1
-    assert lock_is_free(target)
+    assert legacy.lock_is_free(target)
 
 
 def test_update_json_default_none_and_canonical_form(tmp_path):
@@ -139,12 +123,12 @@ def test_update_json_fn_raises_nothing_written_lock_released(tmp_path):
         atomicjson.update_json(target, fn, default={})
     assert target.read_bytes() == before and target.stat().st_ino == inode
     assert temp_files(tmp_path) == []
-    assert lock_is_free(target)
+    assert legacy.lock_is_free(target)
     # and with a missing file: nothing created
     missing = tmp_path / "missing.json"
     with pytest.raises(KeyError):
         atomicjson.update_json(missing, lambda d: d["absent"], default={})
-    assert not missing.exists() and lock_is_free(missing)
+    assert not missing.exists() and legacy.lock_is_free(missing)
     # the lock really is free for the next caller, in another process too
     res = run_python("import atomicjson, sys; atomicjson.write_json(sys.argv[1], 1, lock_timeout=0)",
                      str(target))
@@ -157,7 +141,7 @@ def test_update_json_unserializable_result_writes_nothing(tmp_path):
     before = target.read_bytes()
     with pytest.raises(atomicjson.SerializationError):
         atomicjson.update_json(target, lambda d: {"bad": object()})
-    assert target.read_bytes() == before and lock_is_free(target)
+    assert target.read_bytes() == before and legacy.lock_is_free(target)
     assert temp_files(tmp_path) == []
 
 
@@ -182,13 +166,13 @@ def test_locked_json_mutate_and_write(tmp_path):
     default = {"runs": 0, "seen": []}
     with atomicjson.locked_json(target, default=default) as doc:
         assert doc == default and doc is not default and doc["seen"] is not default["seen"]
-        assert not lock_is_free(target)  # held for the whole block
+        assert not legacy.lock_is_free(target)  # held for the whole block
         doc["runs"] += 1
         doc["seen"].append("a")
         assert not target.exists()  # written on exit, not before
     assert default == {"runs": 0, "seen": []}
     assert target.read_bytes() == atomicjson.canonical_bytes({"runs": 1, "seen": ["a"]})
-    assert lock_is_free(target)
+    assert legacy.lock_is_free(target)
     with atomicjson.locked_json(target, default=default) as doc:
         doc["runs"] += 1
     assert atomicjson.read_json(target) == {"runs": 2, "seen": ["a"]}
@@ -219,13 +203,13 @@ def test_locked_json_exception_writes_nothing(tmp_path):
         with atomicjson.locked_json(target, default={}) as doc:
             doc["n"] = 2
             raise Boom()
-    assert target.read_bytes() == before and lock_is_free(target)
+    assert target.read_bytes() == before and legacy.lock_is_free(target)
     missing = tmp_path / "new.json"
     with pytest.raises(Boom):
         with atomicjson.locked_json(missing, default={}) as doc:
             doc["x"] = 1
             raise Boom()
-    assert not missing.exists() and lock_is_free(missing)
+    assert not missing.exists() and legacy.lock_is_free(missing)
     assert temp_files(tmp_path) == []
 
 
@@ -235,26 +219,19 @@ def test_locked_json_unserializable_on_exit(tmp_path):
     with pytest.raises(atomicjson.SerializationError):
         with atomicjson.locked_json(target) as doc:
             doc["bad"] = object()
-    assert atomicjson.read_json(target) == {"n": 1} and lock_is_free(target)
+    assert atomicjson.read_json(target) == {"n": 1} and legacy.lock_is_free(target)
 
 
 # ---------------------------------------------------------------------------------------------
 # Re-entrancy (in a child process: a deadlock shows up as a timeout, not a hung test run)
 # ---------------------------------------------------------------------------------------------
 REENTRANT = """
-import fcntl, json, sys
+import json, sys
 import atomicjson, legacy
 target = sys.argv[1]
-lock_path = str(legacy.lock_path_for(target))
 
 def free():
-    with open(lock_path, "a") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-        return True
+    return legacy.lock_is_free(target)
 
 with atomicjson.lock(target, timeout=5):
     atomicjson.write_json(target, {"n": 1}, lock_timeout=5)
@@ -372,7 +349,7 @@ def test_threads_lose_no_update(tmp_path, api):
     doc = atomicjson.read_json(target)
     assert doc["n"] == n_threads * rounds
     assert doc["by"] == {str(t): rounds for t in range(n_threads)}
-    assert lock_is_free(target)
+    assert legacy.lock_is_free(target)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +399,7 @@ def test_processes_lose_no_update(tmp_path, legacy_share):
     assert doc["n"] == n_procs * rounds == 1600
     assert target.read_bytes() == legacy.canonical_dump(doc)
     assert temp_files(tmp_path) == []
-    assert lock_is_free(target)
+    assert legacy.lock_is_free(target)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,4 +528,4 @@ def test_pipeline_shaped_run(tmp_path):
     assert (root / "snapshot_index.json").read_bytes() == legacy.canonical_dump(index)
     for directory in {p.parent for p in written}:
         assert temp_files(directory) == []
-    assert lock_is_free(root / "snapshot_index.json")
+    assert legacy.lock_is_free(root / "snapshot_index.json")
