@@ -21,7 +21,7 @@ use super::text::wtf8_to_str;
 use crate::atomic_write;
 use crate::errors::{Error, Step};
 use crate::lock::{self, LockGuard, LockMode};
-use crate::read;
+use crate::read::Document;
 
 /// A failure inside a call that released the GIL: from the core, or Ctrl-C while waiting.
 enum Failure {
@@ -510,14 +510,14 @@ pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
     };
     let parsed = py.detach(|| {
         if decoded {
-            read::parse_decoded(&bytes)
+            Document::parse_decoded(&bytes)
         } else {
-            read::parse(&bytes)
+            Document::parse(&bytes)
         }
     });
     match parsed {
-        Ok(json) => Builder::new(py)
-            .build(&json)
+        Ok(doc) => Builder::new(py)
+            .build(&doc)
             .map_err(|e| int_too_long_error(py, e, None)),
         Err(err) => Err(decode_error(py, &err, None)),
     }
@@ -529,11 +529,11 @@ pub fn read_json<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyA
     let parsed = py.detach(|| {
         std::fs::read(&path)
             .map_err(|e| Error::io(Step::Read, &path, e))
-            .map(|bytes| read::parse(&bytes))
+            .map(Document::parse_vec)
     });
     match parsed {
-        Ok(Ok(json)) => Builder::new(py)
-            .build(&json)
+        Ok(Ok(doc)) => Builder::new(py)
+            .build(&doc)
             .map_err(|e| int_too_long_error(py, e, Some(&path))),
         Ok(Err(err)) => Err(decode_error(py, &err, Some(&path))),
         Err(err) => Err(core_error(py, err)),

@@ -5,11 +5,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
-use super::text::wtf8_to_str;
-use crate::format;
-use crate::read::Json;
+use crate::read::{Document, TextKind, Value};
 
 /// Keys repeat across the objects of a document (records of one shape); `json.loads` shares one
 /// str per distinct key too. Short keys only, so the memo stays small.
@@ -54,6 +51,16 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// An open container while building: the object, how many items are still to come, the next
+/// list index, and for a dict the key of the value being built (a new reference, or null).
+struct Open {
+    obj: *mut ffi::PyObject,
+    left: usize,
+    index: ffi::Py_ssize_t,
+    key: *mut ffi::PyObject,
+    dict: bool,
+}
+
 impl<'py, 'a> Builder<'py, 'a> {
     pub fn new(py: Python<'py>) -> Self {
         Builder {
@@ -62,71 +69,148 @@ impl<'py, 'a> Builder<'py, 'a> {
         }
     }
 
-    pub fn build(&mut self, value: &'a Json) -> PyResult<Bound<'py, PyAny>> {
-        let py = self.py;
-        // SAFETY: each constructor returns a new reference or NULL with an exception set.
+    /// The Python objects of a whole document. Iterative (the explicit stack holds the open
+    /// containers), so the nesting depth costs no native stack.
+    pub fn build(&mut self, doc: &'a Document<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let mut stack: Vec<Open> = Vec::new();
+        // SAFETY: `run` keeps every object in `stack` owned by its frame (or by its parent once
+        // attached); on an error the frames still hold their references, released here.
         unsafe {
-            let ptr = match value {
-                Json::Null => return Ok(py.None().into_bound(py)),
-                Json::Bool(b) => {
-                    return Ok(pyo3::types::PyBool::new(py, *b).to_owned().into_any());
+            let result = self.run(doc, &mut stack);
+            for open in stack.iter().rev() {
+                ffi::Py_DecRef(open.obj);
+                if !open.key.is_null() {
+                    ffi::Py_DecRef(open.key);
                 }
-                Json::Int(v) => ffi::PyLong_FromLongLong(*v),
-                Json::BigInt(digits) => {
-                    let c = std::ffi::CString::new(digits.as_bytes()).expect("digits have no NUL");
+            }
+            result.map(|ptr| Bound::from_owned_ptr(self.py, ptr))
+        }
+    }
+
+    /// Build the nodes in order; returns a new reference to the top-level value.
+    unsafe fn run(
+        &mut self,
+        doc: &'a Document<'_>,
+        stack: &mut Vec<Open>,
+    ) -> PyResult<*mut ffi::PyObject> {
+        let py = self.py;
+        let mut i = 0;
+        loop {
+            let mut obj = match doc.value(i) {
+                Value::Null => new_ref(ffi::Py_None()),
+                Value::Bool(b) => new_ref(if b { ffi::Py_True() } else { ffi::Py_False() }),
+                Value::Int(v) => ffi::PyLong_FromLongLong(v),
+                Value::BigInt(digits) => {
+                    let c = std::ffi::CString::new(digits).expect("digits have no NUL");
                     ffi::PyLong_FromString(c.as_ptr(), std::ptr::null_mut(), 10)
                 }
-                Json::Float(v) => ffi::PyFloat_FromDouble(*v),
-                Json::Str(bytes) => return self.string(bytes),
-                Json::Array(items) => {
-                    let list = ffi::PyList_New(items.len() as ffi::Py_ssize_t);
-                    if list.is_null() {
-                        return Err(PyErr::fetch(py));
+                Value::Float(v) => ffi::PyFloat_FromDouble(v),
+                Value::Str(bytes, kind) => new_str(bytes, kind),
+                Value::Array(n) => {
+                    let list = ffi::PyList_New(n as ffi::Py_ssize_t);
+                    if !list.is_null() && n > 0 {
+                        stack.push(Open {
+                            obj: list,
+                            left: n,
+                            index: 0,
+                            key: std::ptr::null_mut(),
+                            dict: false,
+                        });
+                        i += 1;
+                        continue;
                     }
-                    let list = Bound::from_owned_ptr(py, list);
-                    for (i, item) in items.iter().enumerate() {
-                        let built = self.build(item)?;
-                        // PyList_SetItem steals the reference.
-                        ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, built.into_ptr());
-                    }
-                    return Ok(list);
+                    list
                 }
-                Json::Object(pairs) => {
-                    let dict = pyo3::types::PyDict::new(py);
-                    for (key, item) in pairs.iter() {
-                        let key = self.key(key)?;
-                        let built = self.build(item)?;
-                        // Later duplicates replace earlier ones, as in json.loads.
-                        if ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), built.as_ptr()) != 0 {
-                            return Err(PyErr::fetch(py));
-                        }
+                Value::Object(n) => {
+                    let dict = ffi::PyDict_New();
+                    if !dict.is_null() && n > 0 {
+                        stack.push(Open {
+                            obj: dict,
+                            left: n,
+                            index: 0,
+                            key: std::ptr::null_mut(),
+                            dict: true,
+                        });
+                        let key = self.key(doc, i + 1)?;
+                        stack.last_mut().expect("just pushed").key = key;
+                        i += 2;
+                        continue;
                     }
-                    return Ok(dict.into_any());
+                    dict
                 }
             };
-            Bound::from_owned_ptr_or_err(py, ptr)
+            if obj.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            i += 1;
+            // Attach the finished value to its container; close containers as they fill up.
+            while let Some(top) = stack.last_mut() {
+                if top.dict {
+                    // Later duplicates replace earlier ones, as in json.loads.
+                    let status = ffi::PyDict_SetItem(top.obj, top.key, obj);
+                    ffi::Py_DecRef(obj);
+                    ffi::Py_DecRef(top.key);
+                    top.key = std::ptr::null_mut();
+                    if status != 0 {
+                        return Err(PyErr::fetch(py));
+                    }
+                } else {
+                    // Steals the reference; the index is in range (the list has `n` slots).
+                    ffi::PyList_SetItem(top.obj, top.index, obj);
+                    top.index += 1;
+                }
+                top.left -= 1;
+                if top.left > 0 {
+                    if top.dict {
+                        top.key = self.key(doc, i)?;
+                        i += 1;
+                    }
+                    break;
+                }
+                obj = top.obj;
+                stack.pop();
+            }
+            if stack.is_empty() {
+                return Ok(obj);
+            }
         }
     }
 
-    fn string(&self, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        if format::has_surrogates(bytes) {
-            return wtf8_to_str(self.py, bytes);
+    /// The key at node `i` (a new reference), shared with its earlier occurrences.
+    unsafe fn key(&mut self, doc: &'a Document<'_>, i: usize) -> PyResult<*mut ffi::PyObject> {
+        let Value::Str(bytes, kind) = doc.value(i) else {
+            unreachable!("object keys are strings");
+        };
+        if bytes.len() <= MEMO_KEY_LEN {
+            if let Some(k) = self.keys.get(bytes) {
+                return Ok(k.clone().into_ptr());
+            }
         }
-        // SAFETY: the parser produced valid UTF-8 when it holds no surrogate.
-        Ok(PyString::new(self.py, unsafe { std::str::from_utf8_unchecked(bytes) }).into_any())
-    }
-
-    fn key(&mut self, bytes: &'a [u8]) -> PyResult<Bound<'py, PyAny>> {
-        if bytes.len() > MEMO_KEY_LEN {
-            return self.string(bytes);
-        }
-        if let Some(k) = self.keys.get(bytes) {
-            return Ok(k.clone());
-        }
-        let k = self.string(bytes)?;
-        if self.keys.len() < MEMO_ENTRIES {
+        let k = Bound::from_owned_ptr_or_err(self.py, new_str(bytes, kind))?;
+        if bytes.len() <= MEMO_KEY_LEN && self.keys.len() < MEMO_ENTRIES {
             self.keys.insert(bytes, k.clone());
         }
-        Ok(k)
+        Ok(k.into_ptr())
     }
+}
+
+/// A new reference to an immortal-in-practice singleton.
+#[inline]
+unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    ffi::Py_IncRef(obj);
+    obj
+}
+
+/// A new str (or NULL with an exception set) from the text of a string node.
+#[inline]
+unsafe fn new_str(bytes: &[u8], kind: TextKind) -> *mut ffi::PyObject {
+    let errors = match kind {
+        TextKind::Ascii | TextKind::Utf8 => std::ptr::null(),
+        TextKind::Wtf8 => c"surrogatepass".as_ptr(),
+    };
+    ffi::PyUnicode_DecodeUTF8(
+        bytes.as_ptr().cast(),
+        bytes.len() as ffi::Py_ssize_t,
+        errors,
+    )
 }
