@@ -257,6 +257,19 @@ def test_duplicate_keys_last_wins_in_first_position(scratch):
     assert list(expected) == ["b", "a", "c"] and expected == {"b": 3, "a": 4, "c": {"x": [2]}}
 
 
+def test_equal_keys_share_one_str_object(scratch):
+    # json.loads gives equal keys one str object (its memo); so does read_json: keys plain,
+    # escaped, non-ASCII, with a lone surrogate, long, and enough of them to regrow the memo.
+    keys = ["id", "\u00e9t\u00e9", "a\\nb \"q\"", "\ud800x", "k" * 300]
+    keys += [f"feature_{i:05d}_importance" for i in range(1500)]
+    data = json.dumps([{k: i for k in keys} for i in range(3)]).encode()
+    expected, got = json.loads(data), atomicjson.read_json(_file(scratch, data))
+    assert got == expected
+    for doc in (expected, got):
+        first, last = list(doc[0]), list(doc[2])
+        assert all(a is b for a, b in zip(first, last))
+
+
 def test_deep_nesting(scratch):
     for depth in (100, 900, 5000):
         data = b"[" * depth + b"]" * depth

@@ -21,7 +21,7 @@ use super::text::wtf8_to_str;
 use crate::atomic_write;
 use crate::errors::{Error, Step};
 use crate::lock::{self, LockGuard, LockMode};
-use crate::read::Document;
+use crate::read::{self, Document};
 
 /// A failure inside a call that released the GIL: from the core, or Ctrl-C while waiting.
 enum Failure {
@@ -516,7 +516,7 @@ pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
         }
     });
     match parsed {
-        Ok(doc) => Builder::new(py)
+        Ok(doc) => Builder::new(py, doc.key_count())
             .build(&doc)
             .map_err(|e| int_too_long_error(py, e, None)),
         Err(err) => Err(decode_error(py, &err, None)),
@@ -527,12 +527,12 @@ pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
 #[pyfunction]
 pub fn read_json<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
     let parsed = py.detach(|| {
-        std::fs::read(&path)
+        read::read_file(&path)
             .map_err(|e| Error::io(Step::Read, &path, e))
             .map(Document::parse_vec)
     });
     match parsed {
-        Ok(Ok(doc)) => Builder::new(py)
+        Ok(Ok(doc)) => Builder::new(py, doc.key_count())
             .build(&doc)
             .map_err(|e| int_too_long_error(py, e, Some(&path))),
         Ok(Err(err)) => Err(decode_error(py, &err, Some(&path))),
