@@ -1,8 +1,9 @@
 //! A JSON parser that accepts exactly what Python's `json.loads(bytes)` accepts and reports
 //! errors the way `json.JSONDecodeError` does (same message, character position, line, column).
 //!
-//! Pure Rust, std only: it runs without the GIL; a binding later turns the [`Json`] tree into
-//! Python objects.
+//! Pure Rust, std only: it runs without the GIL. It produces a [`Document`] (a flat list of
+//! nodes whose strings point into the input, a fixed number of allocations per parse), which a
+//! binding later turns into Python objects; [`parse`] gives a [`Json`] tree instead.
 //!
 //! Rules followed (CPython 3.11, C scanner in `Modules/_json.c`, `Lib/json/__init__.py`):
 //! * the input encoding is detected like `json.detect_encoding` (UTF-8, UTF-8 with BOM,
@@ -25,9 +26,9 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-/// Deepest nesting of arrays/objects accepted. The parser itself uses no recursion (it parses a
-/// 10,000-deep document on a 128 KiB stack); the limit bounds the depth of the tree for its
-/// recursive consumers: the derived `Drop` of a `MAX_DEPTH`-deep tree needs under 1 MiB of stack
+/// Deepest nesting of arrays/objects accepted. The parser, [`Document::to_json`] and the Python
+/// builder use no recursion (a 10,000-deep document parses on a 128 KiB stack); the limit
+/// bounds the depth of a [`Json`] tree for its recursive consumers: the derived `Drop` of a `MAX_DEPTH`-deep tree needs under 1 MiB of stack
 /// in release builds (about 3 MiB in debug builds), a recursive conversion needs its own frame
 /// size times `MAX_DEPTH`.
 pub const MAX_DEPTH: usize = 10_000;

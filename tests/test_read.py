@@ -251,6 +251,25 @@ def test_ints_beyond_the_str_limit(tmp_path):
             sys.set_int_max_str_digits(old)
 
 
+def test_error_while_building_nested_values(tmp_path):
+    # An int beyond the str-digits limit deep inside open lists and dicts: the objects built so
+    # far are released, the error is json's ValueError (as an AtomicJsonError) or the value.
+    text = "9" * 5000
+    p = tmp_path / "nested.json"
+    p.write_text('{"a": [1, "x", {"b": [2.5, {"c": ' + text + '}], "d": 3}], "e": {}}')
+    old = sys.get_int_max_str_digits()
+    for limit in (old, 0):
+        sys.set_int_max_str_digits(limit)
+        try:
+            got = atomicjson.read_json(p)
+        except ValueError as e:
+            assert isinstance(e, atomicjson.AtomicJsonError) and limit != 0
+            continue
+        finally:
+            sys.set_int_max_str_digits(old)
+        assert got["a"][2]["b"][1]["c"] == 10**5000 - 1 and got["e"] == {}
+
+
 def test_duplicate_keys_last_wins_in_first_position(scratch):
     data = b'{"b": 1, "a": 2, "b": 3, "c": {"x": 1, "x": [2]}, "a": 4}'
     expected, _ = check_bytes(scratch, data)
