@@ -251,10 +251,42 @@ def test_ints_beyond_the_str_limit(tmp_path):
             sys.set_int_max_str_digits(old)
 
 
+def test_error_while_building_nested_values(tmp_path):
+    # An int beyond the str-digits limit deep inside open lists and dicts: the objects built so
+    # far are released, the error is json's ValueError (as an AtomicJsonError) or the value.
+    text = "9" * 5000
+    p = tmp_path / "nested.json"
+    p.write_text('{"a": [1, "x", {"b": [2.5, {"c": ' + text + '}], "d": 3}], "e": {}}')
+    old = sys.get_int_max_str_digits()
+    for limit in (old, 0):
+        sys.set_int_max_str_digits(limit)
+        try:
+            got = atomicjson.read_json(p)
+        except ValueError as e:
+            assert isinstance(e, atomicjson.AtomicJsonError) and limit != 0
+            continue
+        finally:
+            sys.set_int_max_str_digits(old)
+        assert got["a"][2]["b"][1]["c"] == 10**5000 - 1 and got["e"] == {}
+
+
 def test_duplicate_keys_last_wins_in_first_position(scratch):
     data = b'{"b": 1, "a": 2, "b": 3, "c": {"x": 1, "x": [2]}, "a": 4}'
     expected, _ = check_bytes(scratch, data)
     assert list(expected) == ["b", "a", "c"] and expected == {"b": 3, "a": 4, "c": {"x": [2]}}
+
+
+def test_equal_keys_share_one_str_object(scratch):
+    # json.loads gives equal keys one str object (its memo); so does read_json: keys plain,
+    # escaped, non-ASCII, with a lone surrogate, long, and enough of them to regrow the memo.
+    keys = ["id", "\u00e9t\u00e9", "a\\nb \"q\"", "\ud800x", "k" * 300]
+    keys += [f"feature_{i:05d}_importance" for i in range(1500)]
+    data = json.dumps([{k: i for k in keys} for i in range(3)]).encode()
+    expected, got = json.loads(data), atomicjson.read_json(_file(scratch, data))
+    assert got == expected
+    for doc in (expected, got):
+        first, last = list(doc[0]), list(doc[2])
+        assert all(a is b for a, b in zip(first, last))
 
 
 def test_deep_nesting(scratch):

@@ -3,6 +3,7 @@
 //! Each call reads the Python objects with the GIL held, then releases it for the lock wait,
 //! the write, the fsyncs and the rename.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -21,7 +22,7 @@ use super::text::wtf8_to_str;
 use crate::atomic_write;
 use crate::errors::{Error, Step};
 use crate::lock::{self, LockGuard, LockMode};
-use crate::read;
+use crate::read::{self, Document, Spare};
 
 /// A failure inside a call that released the GIL: from the core, or Ctrl-C while waiting.
 enum Failure {
@@ -508,33 +509,62 @@ pub fn loads<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
             .map_err(|_| PyTypeError::new_err("loads() takes str, bytes or bytearray"))?;
         (bytes, false)
     };
-    let parsed = py.detach(|| {
-        if decoded {
-            read::parse_decoded(&bytes)
+    let mut spare = take_spare();
+    let (parsed, mut spare) = py.detach(|| {
+        let parsed = if decoded {
+            Document::parse_decoded_in(&bytes, &mut spare)
         } else {
-            read::parse(&bytes)
-        }
+            Document::parse_in(&bytes, &mut spare)
+        };
+        (parsed, spare)
     });
     match parsed {
-        Ok(json) => Builder::new(py)
-            .build(&json)
-            .map_err(|e| int_too_long_error(py, e, None)),
+        Ok(doc) => {
+            let built = Builder::new(py, doc.key_count()).build(&doc);
+            doc.recycle(&mut spare);
+            keep_spare(spare);
+            built.map_err(|e| int_too_long_error(py, e, None))
+        }
         Err(err) => Err(decode_error(py, &err, None)),
+    }
+}
+
+thread_local! {
+    /// The buffers of this thread's last parse (see `read::Spare`).
+    static SPARE: Cell<Spare> = Cell::new(Spare::default());
+}
+
+/// Most memory a thread keeps between parses.
+const SPARE_KEEP: usize = 16 << 20;
+
+/// This thread's spare parse buffers (a nested parse, from a finalizer say, finds none).
+fn take_spare() -> Spare {
+    SPARE.with(Cell::take)
+}
+
+fn keep_spare(spare: Spare) {
+    if spare.capacity() <= SPARE_KEEP {
+        SPARE.with(|cell| cell.set(spare));
     }
 }
 
 /// Read and parse the JSON file at `path` (no lock: the atomic writes never show a torn file).
 #[pyfunction]
 pub fn read_json<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
-    let parsed = py.detach(|| {
-        std::fs::read(&path)
+    let mut spare = take_spare();
+    let (parsed, mut spare) = py.detach(|| {
+        let parsed = read::read_file(&path, spare.take_text())
             .map_err(|e| Error::io(Step::Read, &path, e))
-            .map(|bytes| read::parse(&bytes))
+            .map(|bytes| Document::parse_vec_in(bytes, &mut spare));
+        (parsed, spare)
     });
     match parsed {
-        Ok(Ok(json)) => Builder::new(py)
-            .build(&json)
-            .map_err(|e| int_too_long_error(py, e, Some(&path))),
+        Ok(Ok(doc)) => {
+            let built = Builder::new(py, doc.key_count()).build(&doc);
+            doc.recycle(&mut spare);
+            keep_spare(spare);
+            built.map_err(|e| int_too_long_error(py, e, Some(&path)))
+        }
         Ok(Err(err)) => Err(decode_error(py, &err, Some(&path))),
         Err(err) => Err(core_error(py, err)),
     }

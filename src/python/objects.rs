@@ -1,132 +1,323 @@
 //! Builds Python objects from a parsed document (GIL held), as `json.loads` would.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
-use super::text::wtf8_to_str;
-use crate::format;
-use crate::read::Json;
+use crate::read::{Document, TextKind, Value};
 
-/// Keys repeat across the objects of a document (records of one shape); `json.loads` shares one
-/// str per distinct key too. Short keys only, so the memo stays small.
-const MEMO_KEY_LEN: usize = 64;
-/// Distinct keys memoized per document: bounds the work a file crafted for hash collisions
-/// can cause (the hash is not keyed).
+/// Distinct keys memoized per document: bounds the table (and the work a file crafted for hash
+/// collisions can cause: the hash is not keyed).
 const MEMO_ENTRIES: usize = 2048;
+/// Largest table (at most a quarter full then).
+const MEMO_SLOTS: usize = 4 * MEMO_ENTRIES;
+/// Slots looked at per key before growing the table, or at its largest size before giving up
+/// on sharing that key (bounds the cost of collisions).
+const MEMO_PROBES: usize = 16;
 
-/// The memo's keys borrow from the parsed document (no copy) and hash with a multiply-rotate
-/// step per 8 bytes: SipHash and the key copies were ~10% of reading a 25 KB file.
+/// Builds the Python objects of a parsed document.
 pub struct Builder<'py, 'a> {
     py: Python<'py>,
-    keys: HashMap<&'a [u8], Bound<'py, PyAny>, BuildHasherDefault<KeyHasher>>,
+    keys: KeyMemo<'a>,
 }
 
-/// A fast non-cryptographic hash for short keys (a crafted file can make lookups slower,
-/// never wrong; `MEMO_ENTRIES` bounds how much).
-#[derive(Default)]
-pub struct KeyHasher(u64);
+/// Keys repeat across the objects of a document (records of one shape); `json.loads` gives
+/// equal keys one shared str, and so does this memo. An open-addressing table whose keys
+/// borrow from the document (no copy), hashed with a multiply-rotate step per 8 bytes (SipHash
+/// and key copies were ~10% of reading a 25 KB file, a general `HashMap` ~10% after that).
+struct KeyMemo<'a> {
+    slots: Vec<Slot<'a>>,
+    entries: usize,
+}
 
-impl Hasher for KeyHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    hash: u64,
+    key: &'a [u8],
+    /// A reference owned by the memo; null for an empty slot.
+    obj: *mut ffi::PyObject,
+}
+
+const EMPTY: Slot<'static> = Slot {
+    hash: 0,
+    key: &[],
+    obj: std::ptr::null_mut(),
+};
+
+#[inline(always)]
+fn word(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// A fast non-cryptographic hash (a crafted file can make lookups slower, never wrong; the
+/// probe and entry limits bound how much). Keys longer than 64 bytes hash their first 56 and
+/// last 8 bytes.
+#[inline]
+fn key_hash(b: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let n = b.len();
+    let mut h = (n as u64).wrapping_mul(K);
+    if n >= 8 {
+        for k in 0..(n.min(64) - 1) / 8 {
+            h = (h ^ word(b, 8 * k)).wrapping_mul(K).rotate_left(29);
         }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(tail) ^ (bytes.len() as u64) << 56)
-            .wrapping_mul(K);
-        self.0 = h;
+        h = (h ^ word(b, n - 8)).wrapping_mul(K);
+    } else if n > 0 {
+        let w = if n >= 4 {
+            let half = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as u64;
+            half(0) | half(n - 4) << 32
+        } else {
+            b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16
+        };
+        h = (h ^ w).wrapping_mul(K);
+    }
+    h ^ h >> 31
+}
+
+impl<'a> KeyMemo<'a> {
+    fn new(keys: usize) -> Self {
+        // Room for the distinct keys of typical documents without regrowth.
+        let size = (2 * keys).clamp(16, 256).next_power_of_two();
+        KeyMemo {
+            slots: vec![EMPTY; size],
+            entries: 0,
+        }
     }
 
+    /// The shared str for `key` (a new reference), made by `make` the first time.
     #[inline]
-    fn finish(&self) -> u64 {
-        self.0
+    unsafe fn get(
+        &mut self,
+        key: &'a [u8],
+        make: impl FnOnce() -> *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        let hash = key_hash(key);
+        loop {
+            let mask = self.slots.len() - 1;
+            let mut i = (hash >> 32) as usize & mask;
+            for _ in 0..MEMO_PROBES {
+                let slot = &mut self.slots[i];
+                if slot.obj.is_null() {
+                    if self.entries >= MEMO_ENTRIES {
+                        return make();
+                    }
+                    let obj = make();
+                    if !obj.is_null() {
+                        ffi::Py_IncRef(obj);
+                        *slot = Slot { hash, key, obj };
+                        self.entries += 1;
+                        if 2 * self.entries > self.slots.len() {
+                            self.grow();
+                        }
+                    }
+                    return obj;
+                }
+                if slot.hash == hash && slot.key == key {
+                    ffi::Py_IncRef(slot.obj);
+                    return slot.obj;
+                }
+                i = (i + 1) & mask;
+            }
+            // A run of collisions: a larger table spreads it, up to the size limit.
+            if self.slots.len() >= MEMO_SLOTS {
+                return make();
+            }
+            self.grow();
+        }
     }
+
+    /// Double the table (the entries move with their stored hashes; one that finds no slot
+    /// within the probe limit leaves the memo: later equal keys get their own str).
+    unsafe fn grow(&mut self) {
+        let size = 2 * self.slots.len();
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
+        let mask = self.slots.len() - 1;
+        self.entries = 0;
+        for slot in old.into_iter().filter(|s| !s.obj.is_null()) {
+            let mut i = (slot.hash >> 32) as usize & mask;
+            let mut placed = false;
+            for _ in 0..MEMO_PROBES {
+                if self.slots[i].obj.is_null() {
+                    self.slots[i] = slot;
+                    self.entries += 1;
+                    placed = true;
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+            if !placed {
+                ffi::Py_DecRef(slot.obj);
+            }
+        }
+    }
+}
+
+impl Drop for KeyMemo<'_> {
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            if !slot.obj.is_null() {
+                // SAFETY: the memo owns this reference; a Builder only exists with the GIL.
+                unsafe { ffi::Py_DecRef(slot.obj) };
+            }
+        }
+    }
+}
+
+/// An open container while building: the object, how many items are still to come, the next
+/// list index, and for a dict the key of the value being built (a new reference, or null).
+struct Open {
+    obj: *mut ffi::PyObject,
+    left: usize,
+    index: ffi::Py_ssize_t,
+    key: *mut ffi::PyObject,
+    dict: bool,
 }
 
 impl<'py, 'a> Builder<'py, 'a> {
-    pub fn new(py: Python<'py>) -> Self {
+    /// A builder for `keys` object keys (a hint to size the key memo).
+    pub fn new(py: Python<'py>, keys: usize) -> Self {
         Builder {
             py,
-            keys: HashMap::default(),
+            keys: KeyMemo::new(keys),
         }
     }
 
-    pub fn build(&mut self, value: &'a Json) -> PyResult<Bound<'py, PyAny>> {
-        let py = self.py;
-        // SAFETY: each constructor returns a new reference or NULL with an exception set.
+    /// The Python objects of a whole document. Iterative (the explicit stack holds the open
+    /// containers), so the nesting depth costs no native stack.
+    pub fn build(&mut self, doc: &'a Document<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let mut stack: Vec<Open> = Vec::new();
+        // SAFETY: `run` keeps every object in `stack` owned by its frame (or by its parent once
+        // attached); on an error the frames still hold their references, released here.
         unsafe {
-            let ptr = match value {
-                Json::Null => return Ok(py.None().into_bound(py)),
-                Json::Bool(b) => {
-                    return Ok(pyo3::types::PyBool::new(py, *b).to_owned().into_any());
+            let result = self.run(doc, &mut stack);
+            for open in stack.iter().rev() {
+                ffi::Py_DecRef(open.obj);
+                if !open.key.is_null() {
+                    ffi::Py_DecRef(open.key);
                 }
-                Json::Int(v) => ffi::PyLong_FromLongLong(*v),
-                Json::BigInt(digits) => {
-                    let c = std::ffi::CString::new(digits.as_bytes()).expect("digits have no NUL");
+            }
+            result.map(|ptr| Bound::from_owned_ptr(self.py, ptr))
+        }
+    }
+
+    /// Build the nodes in order; returns a new reference to the top-level value.
+    unsafe fn run(
+        &mut self,
+        doc: &'a Document<'_>,
+        stack: &mut Vec<Open>,
+    ) -> PyResult<*mut ffi::PyObject> {
+        let py = self.py;
+        let mut i = 0;
+        loop {
+            let mut obj = match doc.value(i) {
+                Value::Null => new_ref(ffi::Py_None()),
+                Value::Bool(b) => new_ref(if b { ffi::Py_True() } else { ffi::Py_False() }),
+                Value::Int(v) => ffi::PyLong_FromLongLong(v),
+                Value::BigInt(digits) => {
+                    let c = std::ffi::CString::new(digits).expect("digits have no NUL");
                     ffi::PyLong_FromString(c.as_ptr(), std::ptr::null_mut(), 10)
                 }
-                Json::Float(v) => ffi::PyFloat_FromDouble(*v),
-                Json::Str(bytes) => return self.string(bytes),
-                Json::Array(items) => {
-                    let list = ffi::PyList_New(items.len() as ffi::Py_ssize_t);
-                    if list.is_null() {
-                        return Err(PyErr::fetch(py));
+                Value::Float(v) => ffi::PyFloat_FromDouble(v),
+                Value::Str(bytes, kind) => new_str(bytes, kind),
+                Value::Array(n) => {
+                    let list = ffi::PyList_New(n as ffi::Py_ssize_t);
+                    if !list.is_null() && n > 0 {
+                        stack.push(Open {
+                            obj: list,
+                            left: n,
+                            index: 0,
+                            key: std::ptr::null_mut(),
+                            dict: false,
+                        });
+                        i += 1;
+                        continue;
                     }
-                    let list = Bound::from_owned_ptr(py, list);
-                    for (i, item) in items.iter().enumerate() {
-                        let built = self.build(item)?;
-                        // PyList_SetItem steals the reference.
-                        ffi::PyList_SetItem(list.as_ptr(), i as ffi::Py_ssize_t, built.into_ptr());
-                    }
-                    return Ok(list);
+                    list
                 }
-                Json::Object(pairs) => {
-                    let dict = pyo3::types::PyDict::new(py);
-                    for (key, item) in pairs.iter() {
-                        let key = self.key(key)?;
-                        let built = self.build(item)?;
-                        // Later duplicates replace earlier ones, as in json.loads.
-                        if ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), built.as_ptr()) != 0 {
-                            return Err(PyErr::fetch(py));
-                        }
+                Value::Object(n) => {
+                    let dict = ffi::PyDict_New();
+                    if !dict.is_null() && n > 0 {
+                        stack.push(Open {
+                            obj: dict,
+                            left: n,
+                            index: 0,
+                            key: std::ptr::null_mut(),
+                            dict: true,
+                        });
+                        let key = self.key(doc, i + 1)?;
+                        stack.last_mut().expect("just pushed").key = key;
+                        i += 2;
+                        continue;
                     }
-                    return Ok(dict.into_any());
+                    dict
                 }
             };
-            Bound::from_owned_ptr_or_err(py, ptr)
+            if obj.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            i += 1;
+            // Attach the finished value to its container; close containers as they fill up.
+            while let Some(top) = stack.last_mut() {
+                if top.dict {
+                    // Later duplicates replace earlier ones, as in json.loads.
+                    let status = ffi::PyDict_SetItem(top.obj, top.key, obj);
+                    ffi::Py_DecRef(obj);
+                    ffi::Py_DecRef(top.key);
+                    top.key = std::ptr::null_mut();
+                    if status != 0 {
+                        return Err(PyErr::fetch(py));
+                    }
+                } else {
+                    // Steals the reference; the index is in range (the list has `n` slots).
+                    ffi::PyList_SetItem(top.obj, top.index, obj);
+                    top.index += 1;
+                }
+                top.left -= 1;
+                if top.left > 0 {
+                    if top.dict {
+                        top.key = self.key(doc, i)?;
+                        i += 1;
+                    }
+                    break;
+                }
+                obj = top.obj;
+                stack.pop();
+            }
+            if stack.is_empty() {
+                return Ok(obj);
+            }
         }
     }
 
-    fn string(&self, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        if format::has_surrogates(bytes) {
-            return wtf8_to_str(self.py, bytes);
+    /// The key at node `i` (a new reference), shared with its earlier occurrences.
+    #[inline]
+    unsafe fn key(&mut self, doc: &'a Document<'_>, i: usize) -> PyResult<*mut ffi::PyObject> {
+        let Value::Str(bytes, kind) = doc.value(i) else {
+            unreachable!("object keys are strings");
+        };
+        let obj = self.keys.get(bytes, || new_str(bytes, kind));
+        if obj.is_null() {
+            return Err(PyErr::fetch(self.py));
         }
-        // SAFETY: the parser produced valid UTF-8 when it holds no surrogate.
-        Ok(PyString::new(self.py, unsafe { std::str::from_utf8_unchecked(bytes) }).into_any())
+        Ok(obj)
     }
+}
 
-    fn key(&mut self, bytes: &'a [u8]) -> PyResult<Bound<'py, PyAny>> {
-        if bytes.len() > MEMO_KEY_LEN {
-            return self.string(bytes);
-        }
-        if let Some(k) = self.keys.get(bytes) {
-            return Ok(k.clone());
-        }
-        let k = self.string(bytes)?;
-        if self.keys.len() < MEMO_ENTRIES {
-            self.keys.insert(bytes, k.clone());
-        }
-        Ok(k)
+/// A new reference to an immortal-in-practice singleton.
+#[inline]
+unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    ffi::Py_IncRef(obj);
+    obj
+}
+
+/// A new str (or NULL with an exception set) from the text of a string node.
+#[inline]
+unsafe fn new_str(bytes: &[u8], kind: TextKind) -> *mut ffi::PyObject {
+    let (ptr, len) = (bytes.as_ptr().cast(), bytes.len() as ffi::Py_ssize_t);
+    match kind {
+        // ASCII is Latin-1: one scan for the widest character, then a copy (the UTF-8 decoder
+        // checks and copies ASCII word by word with more per-call work).
+        TextKind::Ascii => ffi::PyUnicode_DecodeLatin1(ptr, len, std::ptr::null()),
+        TextKind::Utf8 => ffi::PyUnicode_DecodeUTF8(ptr, len, std::ptr::null()),
+        TextKind::Wtf8 => ffi::PyUnicode_DecodeUTF8(ptr, len, c"surrogatepass".as_ptr()),
     }
 }
