@@ -98,6 +98,9 @@ pub struct Encoder<'a, 'py> {
     pub has_surrogates: bool,
     /// Where this thread's stack must stop growing.
     stack_limit: usize,
+    /// `json.dumps` rules with no `default` and no extensions: nothing in the walk runs
+    /// Python code, so dicts are written from `PyDict_Next` without a snapshot.
+    no_callbacks: bool,
 }
 
 impl<'a, 'py> Encoder<'a, 'py> {
@@ -114,18 +117,33 @@ impl<'a, 'py> Encoder<'a, 'py> {
             profile,
             strict_utf8,
             check_circular,
-            newline_indent: vec![b'\n'],
-            stack: Vec::new(),
+            // Only indentation uses it: compact output allocates nothing here.
+            newline_indent: if style.indent.is_some() {
+                vec![b'\n']
+            } else {
+                Vec::new()
+            },
+            stack: Vec::with_capacity(32),
             has_surrogates: false,
             stack_limit: crate::stack::limit(),
+            no_callbacks: profile.default.is_none() && !profile.extended,
         }
     }
 
     pub fn encode(&mut self, obj: &Bound<'py, PyAny>, rules: Rules) -> Result<(), SerError> {
+        if rules == Rules::Json && self.no_callbacks {
+            // SAFETY: obj is live for the call.
+            return unsafe { self.write_value(obj.as_ptr()) };
+        }
         // SAFETY: obj is live for the call.
         if unsafe { self.write_scalar(obj.as_ptr()) } {
             return Ok(());
         }
+        self.encode_general(obj, rules)
+    }
+
+    /// `encode` of anything but the scalars `write_scalar` takes.
+    fn encode_general(&mut self, obj: &Bound<'py, PyAny>, rules: Rules) -> Result<(), SerError> {
         // SAFETY: a type check on a live object.
         if rules == Rules::Json
             && !self.profile.sort_keys
@@ -206,13 +224,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
     unsafe fn write_scalar(&mut self, ptr: *mut ffi::PyObject) -> bool {
         let ty = ffi::Py_TYPE(ptr);
         if std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type) {
-            let mut size: ffi::Py_ssize_t = 0;
-            let utf8 = PyUnicode_AsUTF8AndSize(ptr, &mut size);
-            if utf8.is_null() {
-                ffi::PyErr_Clear();
+            let Some(text) = str_utf8(ptr) else {
                 return false;
-            }
-            let text = std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize);
+            };
             format::write_str(&mut self.out, text, self.style.ensure_ascii);
             return true;
         }
@@ -246,6 +260,84 @@ impl<'a, 'py> Encoder<'a, 'py> {
         true
     }
 
+    /// `encode` under `json.dumps` rules when no callback can run (`no_callbacks`).
+    ///
+    /// # Safety
+    /// `ptr` is a live object that the caller keeps alive for the call.
+    #[inline]
+    unsafe fn write_value(&mut self, ptr: *mut ffi::PyObject) -> Result<(), SerError> {
+        if self.write_scalar(ptr) {
+            return Ok(());
+        }
+        if !self.profile.sort_keys && std::ptr::eq(ffi::Py_TYPE(ptr), &raw mut ffi::PyDict_Type) {
+            return self.write_dict_direct(ptr);
+        }
+        let obj = Bound::from_borrowed_ptr(Python::assume_attached(), ptr);
+        self.encode_general(&obj, Rules::Json)
+    }
+
+    /// An exact dict in its own order when no callback can run: straight from `PyDict_Next`,
+    /// no snapshot. Nested containers are still held by strong references while they are
+    /// walked (with their keys, named in errors), so that even code run by the garbage
+    /// collector cannot free them under the walk.
+    ///
+    /// # Safety
+    /// `ptr` is a live exact dict that the caller keeps alive for the call.
+    unsafe fn write_dict_direct(&mut self, ptr: *mut ffi::PyObject) -> Result<(), SerError> {
+        self.enter_ptr(ptr)?;
+        if ffi::PyDict_Size(ptr) == 0 {
+            self.out.extend_from_slice(b"{}");
+            self.stack.pop();
+            return Ok(());
+        }
+        let py = Python::assume_attached();
+        self.open(b'{');
+        let mut pos: ffi::Py_ssize_t = 0;
+        let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+        let mut written = 0;
+        while ffi::PyDict_Next(ptr, &mut pos, &mut key, &mut value) != 0 {
+            let utf8 = if ffi::PyUnicode_CheckExact(key) != 0 {
+                str_utf8(key)
+            } else {
+                None
+            };
+            // Other keys (and str keys with lone surrogates) as json.dumps converts them.
+            let converted = match utf8 {
+                Some(_) => None,
+                None => match json_key(Bound::ref_from_ptr(py, &key), self.profile)? {
+                    Some(text) => Some(text),
+                    None => continue,
+                },
+            };
+            if written > 0 {
+                self.separate();
+            }
+            let key_text = match (&converted, utf8) {
+                (Some(text), _) => {
+                    self.write_text(text).map_err(|e| e.at_key(text.bytes()))?;
+                    text.bytes()
+                }
+                (None, Some(text)) => {
+                    format::write_str(&mut self.out, text, self.style.ensure_ascii);
+                    text
+                }
+                (None, None) => unreachable!("a key is either borrowed or converted"),
+            };
+            format::append(&mut self.out, &self.style.key_separator);
+            if !self.write_scalar(value) {
+                let _key = Bound::from_borrowed_ptr(py, key);
+                let value = Bound::from_borrowed_ptr(py, value);
+                self.write_value(value.as_ptr())
+                    .map_err(|e| e.at_key(key_text))?;
+            }
+            written += 1;
+        }
+        self.close(b'}');
+        self.stack.pop();
+        Ok(())
+    }
+
     /// An exact dict under `json.dumps` rules without `sort_keys`, in its own order. Entries
     /// with a str key and a scalar value are written from borrowed references: nothing runs
     /// Python code while they are written, so the dict cannot change under the iteration. At
@@ -273,14 +365,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                     break;
                 }
                 let key_text = if ffi::PyUnicode_CheckExact(key) != 0 && is_scalar(value) {
-                    let mut size: ffi::Py_ssize_t = 0;
-                    let utf8 = PyUnicode_AsUTF8AndSize(key, &mut size);
-                    if utf8.is_null() {
-                        ffi::PyErr_Clear();
-                        None
-                    } else {
-                        Some(std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize))
-                    }
+                    str_utf8(key)
                 } else {
                     None
                 };
@@ -414,10 +499,15 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     #[inline]
     fn enter(&mut self, obj: &Bound<'py, PyAny>) -> Result<(), SerError> {
+        self.enter_ptr(obj.as_ptr())
+    }
+
+    #[inline]
+    fn enter_ptr(&mut self, ptr: *mut ffi::PyObject) -> Result<(), SerError> {
         if self.stack.len() >= MAX_DEPTH || crate::stack::exhausted(self.stack_limit) {
             return Err(self.depth_error());
         }
-        self.stack.push(obj.as_ptr());
+        self.stack.push(ptr);
         Ok(())
     }
 
@@ -460,7 +550,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn separate(&mut self) {
         format::append(&mut self.out, &self.style.item_separator);
         if self.style.indent.is_some() {
@@ -613,6 +703,21 @@ pub fn depth_error(stack: &[*mut ffi::PyObject], check_circular: bool) -> SerErr
         }
     }
     SerErrorKind::TooDeep.into()
+}
+
+/// The UTF-8 text a str caches (no copy); `None` for a str holding lone surrogates.
+///
+/// # Safety
+/// `ptr` is a live str; the slice lives as long as the object.
+#[inline(always)]
+unsafe fn str_utf8<'s>(ptr: *mut ffi::PyObject) -> Option<&'s [u8]> {
+    let mut size: ffi::Py_ssize_t = 0;
+    let utf8 = PyUnicode_AsUTF8AndSize(ptr, &mut size);
+    if utf8.is_null() {
+        ffi::PyErr_Clear();
+        return None;
+    }
+    Some(std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize))
 }
 
 /// An exact `str`, `int`, `float`, `bool` or `None`: written without running Python code.
