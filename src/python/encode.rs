@@ -241,7 +241,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
             return true;
         }
         if std::ptr::eq(ty, &raw mut ffi::PyFloat_Type) {
-            let v = ffi::PyFloat_AsDouble(ptr);
+            let v = ffi::PyFloat_AS_DOUBLE(ptr);
             if !v.is_finite() && !self.profile.allow_nan {
                 return false;
             }
@@ -576,9 +576,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
         let is_list = unsafe { ffi::PyList_Check(ptr) } != 0;
         let len = |p| unsafe {
             if is_list {
-                ffi::PyList_Size(p)
+                ffi::PyList_GET_SIZE(p)
             } else {
-                ffi::PyTuple_Size(p)
+                ffi::PyTuple_GET_SIZE(p)
             }
         };
         if len(ptr) == 0 {
@@ -593,9 +593,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
             // else is held by an owned one, as a callback may remove it from a list.
             unsafe {
                 let raw = if is_list {
-                    ffi::PyList_GetItem(ptr, i as ffi::Py_ssize_t)
+                    ffi::PyList_GET_ITEM(ptr, i as ffi::Py_ssize_t)
                 } else {
-                    ffi::PyTuple_GetItem(ptr, i as ffi::Py_ssize_t)
+                    ffi::PyTuple_GET_ITEM(ptr, i as ffi::Py_ssize_t)
                 };
                 if i > 0 {
                     self.separate();
