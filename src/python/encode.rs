@@ -101,6 +101,10 @@ pub struct Encoder<'a, 'py> {
     /// `json.dumps` rules with no `default` and no extensions: nothing in the walk runs
     /// Python code, so dicts are written from `PyDict_Next` without a snapshot.
     no_callbacks: bool,
+    /// Counts the steps of the walk that may allocate Python objects (and so start the
+    /// garbage collector, which may run arbitrary code): entries of a dict fetched ahead
+    /// are fetched again when this changed in the meantime.
+    slow_steps: u64,
 }
 
 impl<'a, 'py> Encoder<'a, 'py> {
@@ -127,6 +131,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
             has_surrogates: false,
             stack_limit: crate::stack::limit(),
             no_callbacks: profile.default.is_none() && !profile.extended,
+            slow_steps: 0,
         }
     }
 
@@ -144,6 +149,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     /// `encode` of anything but the scalars `write_scalar` takes.
     fn encode_general(&mut self, obj: &Bound<'py, PyAny>, rules: Rules) -> Result<(), SerError> {
+        self.slow_steps += 1;
         // SAFETY: a type check on a live object.
         if rules == Rules::Json
             && !self.profile.sort_keys
@@ -269,11 +275,21 @@ impl<'a, 'py> Encoder<'a, 'py> {
         if self.write_scalar(ptr) {
             return Ok(());
         }
-        if !self.profile.sort_keys && std::ptr::eq(ffi::Py_TYPE(ptr), &raw mut ffi::PyDict_Type) {
+        let ty = ffi::Py_TYPE(ptr);
+        if !self.profile.sort_keys && std::ptr::eq(ty, &raw mut ffi::PyDict_Type) {
             return self.write_dict_direct(ptr);
         }
-        let obj = Bound::from_borrowed_ptr(Python::assume_attached(), ptr);
-        self.encode_general(&obj, Rules::Json)
+        let py = Python::assume_attached();
+        if std::ptr::eq(ty, &raw mut ffi::PyList_Type)
+            || std::ptr::eq(ty, &raw mut ffi::PyTuple_Type)
+        {
+            // As `encode_general` writes them, without counting a slow step.
+            self.enter_ptr(ptr)?;
+            self.write_seq(Bound::ref_from_ptr(py, &ptr), Rules::Json)?;
+            self.stack.pop();
+            return Ok(());
+        }
+        self.encode_general(&Bound::from_borrowed_ptr(py, ptr), Rules::Json)
     }
 
     /// An exact dict in its own order when no callback can run: straight from `PyDict_Next`,
@@ -306,15 +322,22 @@ impl<'a, 'py> Encoder<'a, 'py> {
             }
             Some((key, value))
         };
+        // The entry fetched ahead (borrowed), where to fetch it again, and `slow_steps` then.
         let mut next = None;
+        let (mut next_from, mut next_seen) = (0, 0);
         let mut written = 0;
         while let Some((key, value)) = match next.take() {
-            Some(entry) => Some(entry),
+            Some(entry) if next_seen == self.slow_steps => Some(entry),
+            Some(_) => {
+                pos = next_from;
+                fetch(&mut pos)
+            }
             None => fetch(&mut pos),
         } {
-            let after = pos;
             if ahead {
+                next_from = pos;
                 next = fetch(&mut pos);
+                next_seen = self.slow_steps;
                 if let Some((k, v)) = next {
                     prefetch(k);
                     prefetch(v);
@@ -328,10 +351,13 @@ impl<'a, 'py> Encoder<'a, 'py> {
             // Other keys (and str keys with lone surrogates) as json.dumps converts them.
             let converted = match utf8 {
                 Some(_) => None,
-                None => match json_key(Bound::ref_from_ptr(py, &key), self.profile)? {
-                    Some(text) => Some(text),
-                    None => continue,
-                },
+                None => {
+                    self.slow_steps += 1;
+                    match json_key(Bound::ref_from_ptr(py, &key), self.profile)? {
+                        Some(text) => Some(text),
+                        None => continue,
+                    }
+                }
             };
             if written > 0 {
                 self.separate();
@@ -353,11 +379,6 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 let value = Bound::from_borrowed_ptr(py, value);
                 self.write_value(value.as_ptr())
                     .map_err(|e| e.at_key(key_text))?;
-                // The next entry is borrowed: fetched again after a walk that might have run
-                // code (the garbage collector's) changing this dict.
-                if next.take().is_some() {
-                    pos = after;
-                }
             }
             written += 1;
         }
