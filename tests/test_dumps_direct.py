@@ -58,7 +58,7 @@ def test_dicts_around_the_prefetch_threshold(kwargs, size):
     mixed_keys: Dict[Any, Any] = {1: "int", 2.5: "float", True: "bool", None: "none",
                                   "s": {"x": 1}, -(2**70): "big", 1e300: [1]}
     mixed_keys.update({f"k{i}": i for i in range(size)})
-    unsupported_keys = dict(plain)
+    unsupported_keys: Dict[Any, Any] = dict(plain)
     unsupported_keys[(1, 2)] = "tuple key"  # dropped with skipkeys, else a TypeError
     for obj in (plain, containers, mixed_keys, unsupported_keys, [plain, containers],
                 {"outer": plain, "again": plain}):
@@ -88,7 +88,7 @@ def test_default_that_mutates_the_dict_being_written(size):
 
 @pytest.mark.parametrize("kwargs", KEYWORDS, ids=repr)
 def test_subclasses_in_large_dicts(kwargs):
-    obj = {f"k{i}": v for i, v in enumerate(
+    obj: Dict[Any, Any] = {f"k{i}": v for i, v in enumerate(
         [StrSub("s"), IntSub(7), FloatSub(1.5), IntSub(-(2**80)), FloatSub(1e-7), True,
          StrSub("\u00e9\ud800"), 3, 4.0, "plain"])}
     obj.update({StrSub("subkey"): 1, IntSub(5): 2, FloatSub(0.25): 3})
@@ -140,6 +140,7 @@ def test_result_string(kwargs):
     assert text[1:-1] == expected[1:-1]
     assert text.encode("utf-8", "surrogatepass") == expected.encode("utf-8", "surrogatepass")
     assert text.isascii() == expected.isascii()
+    small: Any
     for small in ("", "x", 0, [], {}):
         assert atomicjson.dumps(small, **kwargs) == json.dumps(small, **kwargs)
 
