@@ -216,10 +216,11 @@ pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
             let b = std::ptr::read_unaligned(src.add(n - 4).cast::<u32>());
             std::ptr::write_unaligned(dst.cast::<u32>(), a);
             std::ptr::write_unaligned(dst.add(n - 4).cast::<u32>(), b);
-        } else {
-            for i in 0..n {
-                *dst.add(i) = *src.add(i);
-            }
+        } else if n > 0 {
+            // 1 to 3 bytes: the first, middle and last cover them all.
+            *dst = *src;
+            *dst.add(n / 2) = *src.add(n / 2);
+            *dst.add(n - 1) = *src.add(n - 1);
         }
         out.set_len(out.len() + n);
     }
@@ -233,23 +234,119 @@ pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
 /// raw. With `ensure_ascii == true` every code point outside 0x20..=0x7E is also written as
 /// `\uXXXX` (lowercase hex), astral ones as a surrogate pair, lone surrogates as `\udXXX`.
 /// Malformed input does not panic: a stray byte >= 0x80 is then escaped as `\u00XX`.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, text: &[u8], ensure_ascii: bool) {
-    out.reserve(text.len() + 2);
-    out.push(b'"');
-    // Nearly all strings need no escape: one scan, one copy.
-    let clean = if ensure_ascii {
-        find_special::<true>(text, 0).is_none()
+    if ensure_ascii {
+        copy_str::<true>(out, text);
     } else {
-        find_special::<false>(text, 0).is_none()
-    };
-    if clean {
-        append(out, text);
-    } else if ensure_ascii {
-        escape_into::<true>(out, text);
-    } else {
-        escape_into::<false>(out, text);
+        copy_str::<false>(out, text);
     }
-    out.push(b'"');
+}
+
+/// True if any byte of the 16 bytes `lo` (first 8) and `hi` (last 8) must be escaped.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn any_special<const ASCII: bool>(lo: u64, hi: u64) -> bool {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of x86_64; these intrinsics only compute on registers.
+    unsafe {
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // v <= 0x1F (unsigned) exactly when max(v, 0x1F) == 0x1F.
+        let low = _mm_set1_epi8(0x1F);
+        let control = _mm_cmpeq_epi8(_mm_max_epu8(v, low), low);
+        let mut m = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+        if ASCII {
+            // v >= 0x7F exactly when max(v, 0x7F) == v.
+            m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x7F)), v));
+        }
+        _mm_movemask_epi8(m) != 0
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn any_special<const ASCII: bool>(lo: u64, hi: u64) -> bool {
+    special_mask::<ASCII>(lo) | special_mask::<ASCII>(hi) != 0
+}
+
+#[inline(always)]
+fn load_u32(text: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([text[i], text[i + 1], text[i + 2], text[i + 3]])
+}
+
+#[inline(always)]
+fn load_u16(text: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([text[i], text[i + 1]])
+}
+
+/// `write_str` in one pass over clean text (nearly all strings): the text is read in words
+/// that are checked and stored at once, the last (or only) ones overlapping the previous ones
+/// instead of a byte loop or a `memcpy` call. Text with a byte to escape is written again by
+/// `escape_into`.
+#[inline(always)]
+fn copy_str<const ASCII: bool>(out: &mut Vec<u8>, text: &[u8]) {
+    const SPACES: u64 = LO * b' ' as u64;
+    let n = text.len();
+    out.reserve(n + 2);
+    let start = out.len();
+    // SAFETY: n + 2 bytes are reserved past `start`; every store below writes within
+    // dst[0..n] (words at offsets <= n - width), and the length covers only what was written.
+    unsafe {
+        let dst = out.as_mut_ptr().add(start + 1);
+        *dst.sub(1) = b'"';
+        let clean = if n >= 16 {
+            let mut i = 0;
+            let mut clean = true;
+            while i + 16 <= n {
+                let (lo, hi) = (load(text, i), load(text, i + 8));
+                std::ptr::write_unaligned(dst.add(i).cast::<u64>(), lo.to_le());
+                std::ptr::write_unaligned(dst.add(i + 8).cast::<u64>(), hi.to_le());
+                if any_special::<ASCII>(lo, hi) {
+                    clean = false;
+                    break;
+                }
+                i += 16;
+            }
+            if clean && i < n {
+                // The last 16 bytes, overlapping bytes already checked.
+                let (lo, hi) = (load(text, n - 16), load(text, n - 8));
+                std::ptr::write_unaligned(dst.add(n - 16).cast::<u64>(), lo.to_le());
+                std::ptr::write_unaligned(dst.add(n - 8).cast::<u64>(), hi.to_le());
+                clean = !any_special::<ASCII>(lo, hi);
+            }
+            clean
+        } else if n >= 8 {
+            let (lo, hi) = (load(text, 0), load(text, n - 8));
+            std::ptr::write_unaligned(dst.cast::<u64>(), lo.to_le());
+            std::ptr::write_unaligned(dst.add(n - 8).cast::<u64>(), hi.to_le());
+            !any_special::<ASCII>(lo, hi)
+        } else if n >= 4 {
+            let (lo, hi) = (load_u32(text, 0), load_u32(text, n - 4));
+            std::ptr::write_unaligned(dst.cast::<u32>(), lo.to_le());
+            std::ptr::write_unaligned(dst.add(n - 4).cast::<u32>(), hi.to_le());
+            special_mask::<ASCII>(lo as u64 | (hi as u64) << 32) == 0
+        } else if n >= 2 {
+            let (lo, hi) = (load_u16(text, 0), load_u16(text, n - 2));
+            std::ptr::write_unaligned(dst.cast::<u16>(), lo.to_le());
+            std::ptr::write_unaligned(dst.add(n - 2).cast::<u16>(), hi.to_le());
+            special_mask::<ASCII>(lo as u64 | (hi as u64) << 16 | SPACES << 32) == 0
+        } else if n == 1 {
+            *dst = text[0];
+            special_mask::<ASCII>(text[0] as u64 | SPACES << 8) == 0
+        } else {
+            true
+        };
+        if clean {
+            *dst.add(n) = b'"';
+            out.set_len(start + n + 2);
+        } else {
+            out.set_len(start + 1);
+            escape_into::<ASCII>(out, text);
+            out.push(b'"');
+        }
+    }
 }
 
 /// True if `text` contains an encoded surrogate code point (`ED` followed by `A0..=BF`), in
@@ -305,7 +402,22 @@ pub fn write_u64(out: &mut Vec<u8>, value: u64) {
 /// whose layout already equals Python's for decimal exponents -4..=15 ("0.0001", "123.45",
 /// "100.0", "-0.0"); only its exponent form ("1e+16", "1.5e-7") and its fixed form for
 /// exponent -5 ("0.00001") are rewritten here.
+#[inline]
 pub fn write_float(out: &mut Vec<u8>, value: f64) {
+    let magnitude = value.abs();
+    // Python's fixed range, where zmij's text is already Python's: no 'e' to look for. The
+    // bounds are exact: 1e16 is a double, so anything below it has a shorter repr than "1e+16";
+    // anything below the double nearest 0.0001 cannot print as "0.0001".
+    if (1e-4..1e16).contains(&magnitude) || magnitude == 0.0 {
+        append(out, zmij::Buffer::new().format_finite(value).as_bytes());
+        return;
+    }
+    write_float_rare(out, value);
+}
+
+/// `write_float` outside the fixed range: the exponent form and the non-finite values.
+#[inline(never)]
+fn write_float_rare(out: &mut Vec<u8>, value: f64) {
     if !value.is_finite() {
         out.extend_from_slice(if value.is_nan() {
             b"NaN"
@@ -425,6 +537,12 @@ mod tests {
             (1e16, "1e+16"),
             (-1e16, "-1e+16"),
             (1e15, "1000000000000000.0"),
+            // Both edges of the fixed range.
+            (0.0001_f64.next_down(), "9.999999999999999e-05"),
+            (-0.0001_f64.next_down(), "-9.999999999999999e-05"),
+            (0.0001_f64.next_up(), "0.00010000000000000002"),
+            (1e16_f64.next_down(), "9999999999999998.0"),
+            (1e16_f64.next_up(), "1.0000000000000002e+16"),
             (9999999999999998.0, "9999999999999998.0"),
             (1e-5, "1e-05"),
             (0.0001, "0.0001"),

@@ -18,7 +18,7 @@ use super::encode::{Encoder, OutBuf, Style};
 use super::errors::{core_error, decode_error, int_too_long_error, SerError, SerErrorKind};
 use super::objects::Builder;
 use super::sanitize::{to_python, Profile, Rules};
-use super::text::wtf8_to_str;
+use super::text::{ascii_to_str, wtf8_to_str};
 use crate::atomic_write;
 use crate::errors::{Error, Step};
 use crate::lock::{self, LockGuard, LockMode};
@@ -147,6 +147,8 @@ pub struct Encoding {
     trailing_newline: bool,
     /// Lone surrogates are an error: the text is headed for a UTF-8 file.
     strict_utf8: bool,
+    /// The text is all ASCII: `ensure_ascii`, with ASCII separators and indentation.
+    ascii_output: bool,
 }
 
 impl Encoding {
@@ -163,6 +165,7 @@ impl Encoding {
             default: None,
             trailing_newline: true,
             strict_utf8: true,
+            ascii_output: false,
         })
     }
 
@@ -263,6 +266,10 @@ impl Encoding {
             None if indent.is_some() => (b",".to_vec(), b": ".to_vec()),
             None => (b", ".to_vec(), b": ".to_vec()),
         };
+        let ascii_output = ensure_ascii
+            && item.is_ascii()
+            && key.is_ascii()
+            && indent.as_ref().is_none_or(|i| i.is_ascii());
         Ok(Encoding {
             rules,
             style: Style {
@@ -280,6 +287,7 @@ impl Encoding {
             default,
             trailing_newline,
             strict_utf8: false,
+            ascii_output,
         })
     }
 
@@ -301,6 +309,9 @@ impl Encoding {
     /// The encoded document as str, exactly as `json.dumps` returns it.
     fn dumps<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let (bytes, _) = self.encode_to_vec(py, obj, None)?;
+        if self.ascii_output {
+            return ascii_to_str(py, &bytes);
+        }
         wtf8_to_str(py, &bytes)
     }
 

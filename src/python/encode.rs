@@ -98,6 +98,13 @@ pub struct Encoder<'a, 'py> {
     pub has_surrogates: bool,
     /// Where this thread's stack must stop growing.
     stack_limit: usize,
+    /// `json.dumps` rules with no `default` and no extensions: nothing in the walk runs
+    /// Python code, so dicts are written from `PyDict_Next` without a snapshot.
+    no_callbacks: bool,
+    /// Counts the steps of the walk that may allocate Python objects (and so start the
+    /// garbage collector, which may run arbitrary code): entries of a dict fetched ahead
+    /// are fetched again when this changed in the meantime.
+    slow_steps: u64,
 }
 
 impl<'a, 'py> Encoder<'a, 'py> {
@@ -114,18 +121,35 @@ impl<'a, 'py> Encoder<'a, 'py> {
             profile,
             strict_utf8,
             check_circular,
-            newline_indent: vec![b'\n'],
-            stack: Vec::new(),
+            // Only indentation uses it: compact output allocates nothing here.
+            newline_indent: if style.indent.is_some() {
+                vec![b'\n']
+            } else {
+                Vec::new()
+            },
+            stack: Vec::with_capacity(32),
             has_surrogates: false,
             stack_limit: crate::stack::limit(),
+            no_callbacks: profile.default.is_none() && !profile.extended,
+            slow_steps: 0,
         }
     }
 
     pub fn encode(&mut self, obj: &Bound<'py, PyAny>, rules: Rules) -> Result<(), SerError> {
+        if rules == Rules::Json && self.no_callbacks {
+            // SAFETY: obj is live for the call.
+            return unsafe { self.write_value(obj.as_ptr()) };
+        }
         // SAFETY: obj is live for the call.
         if unsafe { self.write_scalar(obj.as_ptr()) } {
             return Ok(());
         }
+        self.encode_general(obj, rules)
+    }
+
+    /// `encode` of anything but the scalars `write_scalar` takes.
+    fn encode_general(&mut self, obj: &Bound<'py, PyAny>, rules: Rules) -> Result<(), SerError> {
+        self.slow_steps += 1;
         // SAFETY: a type check on a live object.
         if rules == Rules::Json
             && !self.profile.sort_keys
@@ -206,13 +230,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
     unsafe fn write_scalar(&mut self, ptr: *mut ffi::PyObject) -> bool {
         let ty = ffi::Py_TYPE(ptr);
         if std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type) {
-            let mut size: ffi::Py_ssize_t = 0;
-            let utf8 = PyUnicode_AsUTF8AndSize(ptr, &mut size);
-            if utf8.is_null() {
-                ffi::PyErr_Clear();
+            let Some(text) = str_utf8(ptr) else {
                 return false;
-            }
-            let text = std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize);
+            };
             format::write_str(&mut self.out, text, self.style.ensure_ascii);
             return true;
         }
@@ -227,7 +247,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
             return true;
         }
         if std::ptr::eq(ty, &raw mut ffi::PyFloat_Type) {
-            let v = ffi::PyFloat_AsDouble(ptr);
+            let v = ffi::PyFloat_AS_DOUBLE(ptr);
             if !v.is_finite() && !self.profile.allow_nan {
                 return false;
             }
@@ -244,6 +264,127 @@ impl<'a, 'py> Encoder<'a, 'py> {
             return false;
         }
         true
+    }
+
+    /// `encode` under `json.dumps` rules when no callback can run (`no_callbacks`).
+    ///
+    /// # Safety
+    /// `ptr` is a live object that the caller keeps alive for the call.
+    #[inline]
+    unsafe fn write_value(&mut self, ptr: *mut ffi::PyObject) -> Result<(), SerError> {
+        if self.write_scalar(ptr) {
+            return Ok(());
+        }
+        let ty = ffi::Py_TYPE(ptr);
+        if !self.profile.sort_keys && std::ptr::eq(ty, &raw mut ffi::PyDict_Type) {
+            return self.write_dict_direct(ptr);
+        }
+        let py = Python::assume_attached();
+        if std::ptr::eq(ty, &raw mut ffi::PyList_Type)
+            || std::ptr::eq(ty, &raw mut ffi::PyTuple_Type)
+        {
+            // As `encode_general` writes them, without counting a slow step.
+            self.enter_ptr(ptr)?;
+            self.write_seq(Bound::ref_from_ptr(py, &ptr), Rules::Json)?;
+            self.stack.pop();
+            return Ok(());
+        }
+        self.encode_general(&Bound::from_borrowed_ptr(py, ptr), Rules::Json)
+    }
+
+    /// An exact dict in its own order when no callback can run: straight from `PyDict_Next`,
+    /// no snapshot. Nested containers are still held by strong references while they are
+    /// walked (with their keys, named in errors), so that even code run by the garbage
+    /// collector cannot free them under the walk.
+    ///
+    /// # Safety
+    /// `ptr` is a live exact dict that the caller keeps alive for the call.
+    unsafe fn write_dict_direct(&mut self, ptr: *mut ffi::PyObject) -> Result<(), SerError> {
+        self.enter_ptr(ptr)?;
+        let size = ffi::PyDict_Size(ptr);
+        if size == 0 {
+            self.out.extend_from_slice(b"{}");
+            self.stack.pop();
+            return Ok(());
+        }
+        let py = Python::assume_attached();
+        self.open(b'{');
+        // In larger dicts the next entry is fetched, and its objects prefetched, before this
+        // one is written: in a large document keys and values lie all over memory, and
+        // waiting for each cache miss in turn was the larger part of the time.
+        let ahead = size >= 8;
+        let mut pos: ffi::Py_ssize_t = 0;
+        let fetch = |pos: &mut ffi::Py_ssize_t| {
+            let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+            let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+            if ffi::PyDict_Next(ptr, pos, &mut key, &mut value) == 0 {
+                return None;
+            }
+            Some((key, value))
+        };
+        // The entry fetched ahead (borrowed), where to fetch it again, and `slow_steps` then.
+        let mut next = None;
+        let (mut next_from, mut next_seen) = (0, 0);
+        let mut written = 0;
+        while let Some((key, value)) = match next.take() {
+            Some(entry) if next_seen == self.slow_steps => Some(entry),
+            Some(_) => {
+                pos = next_from;
+                fetch(&mut pos)
+            }
+            None => fetch(&mut pos),
+        } {
+            if ahead {
+                next_from = pos;
+                next = fetch(&mut pos);
+                next_seen = self.slow_steps;
+                if let Some((k, v)) = next {
+                    prefetch(k);
+                    prefetch(v);
+                }
+            }
+            let utf8 = if ffi::PyUnicode_CheckExact(key) != 0 {
+                str_utf8(key)
+            } else {
+                None
+            };
+            // Other keys (and str keys with lone surrogates) as json.dumps converts them.
+            let converted = match utf8 {
+                Some(_) => None,
+                None => {
+                    self.slow_steps += 1;
+                    match json_key(Bound::ref_from_ptr(py, &key), self.profile)? {
+                        Some(text) => Some(text),
+                        None => continue,
+                    }
+                }
+            };
+            if written > 0 {
+                self.separate();
+            }
+            let key_text = match (&converted, utf8) {
+                (Some(text), _) => {
+                    self.write_text(text).map_err(|e| e.at_key(text.bytes()))?;
+                    text.bytes()
+                }
+                (None, Some(text)) => {
+                    format::write_str(&mut self.out, text, self.style.ensure_ascii);
+                    text
+                }
+                (None, None) => unreachable!("a key is either borrowed or converted"),
+            };
+            format::append(&mut self.out, &self.style.key_separator);
+            if !self.write_scalar(value) {
+                let _key = Bound::from_borrowed_ptr(py, key);
+                let value = Bound::from_borrowed_ptr(py, value);
+                self.write_value(value.as_ptr())
+                    .map_err(|e| e.at_key(key_text))?;
+            }
+            written += 1;
+        }
+        self.close(b'}');
+        self.stack.pop();
+        Ok(())
     }
 
     /// An exact dict under `json.dumps` rules without `sort_keys`, in its own order. Entries
@@ -273,14 +414,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                     break;
                 }
                 let key_text = if ffi::PyUnicode_CheckExact(key) != 0 && is_scalar(value) {
-                    let mut size: ffi::Py_ssize_t = 0;
-                    let utf8 = PyUnicode_AsUTF8AndSize(key, &mut size);
-                    if utf8.is_null() {
-                        ffi::PyErr_Clear();
-                        None
-                    } else {
-                        Some(std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize))
-                    }
+                    str_utf8(key)
                 } else {
                     None
                 };
@@ -414,10 +548,15 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     #[inline]
     fn enter(&mut self, obj: &Bound<'py, PyAny>) -> Result<(), SerError> {
+        self.enter_ptr(obj.as_ptr())
+    }
+
+    #[inline]
+    fn enter_ptr(&mut self, ptr: *mut ffi::PyObject) -> Result<(), SerError> {
         if self.stack.len() >= MAX_DEPTH || crate::stack::exhausted(self.stack_limit) {
             return Err(self.depth_error());
         }
-        self.stack.push(obj.as_ptr());
+        self.stack.push(ptr);
         Ok(())
     }
 
@@ -460,7 +599,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn separate(&mut self) {
         format::append(&mut self.out, &self.style.item_separator);
         if self.style.indent.is_some() {
@@ -486,9 +625,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
         let is_list = unsafe { ffi::PyList_Check(ptr) } != 0;
         let len = |p| unsafe {
             if is_list {
-                ffi::PyList_Size(p)
+                ffi::PyList_GET_SIZE(p)
             } else {
-                ffi::PyTuple_Size(p)
+                ffi::PyTuple_GET_SIZE(p)
             }
         };
         if len(ptr) == 0 {
@@ -503,9 +642,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
             // else is held by an owned one, as a callback may remove it from a list.
             unsafe {
                 let raw = if is_list {
-                    ffi::PyList_GetItem(ptr, i as ffi::Py_ssize_t)
+                    ffi::PyList_GET_ITEM(ptr, i as ffi::Py_ssize_t)
                 } else {
-                    ffi::PyTuple_GetItem(ptr, i as ffi::Py_ssize_t)
+                    ffi::PyTuple_GET_ITEM(ptr, i as ffi::Py_ssize_t)
                 };
                 if i > 0 {
                     self.separate();
@@ -613,6 +752,33 @@ pub fn depth_error(stack: &[*mut ffi::PyObject], check_circular: bool) -> SerErr
         }
     }
     SerErrorKind::TooDeep.into()
+}
+
+/// Asks the CPU to start loading the start of an object (never faults, whatever the address).
+#[inline(always)]
+fn prefetch(ptr: *mut ffi::PyObject) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; it reads nothing observable and cannot fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
+/// The UTF-8 text a str caches (no copy); `None` for a str holding lone surrogates.
+///
+/// # Safety
+/// `ptr` is a live str; the slice lives as long as the object.
+#[inline(always)]
+unsafe fn str_utf8<'s>(ptr: *mut ffi::PyObject) -> Option<&'s [u8]> {
+    let mut size: ffi::Py_ssize_t = 0;
+    let utf8 = PyUnicode_AsUTF8AndSize(ptr, &mut size);
+    if utf8.is_null() {
+        ffi::PyErr_Clear();
+        return None;
+    }
+    Some(std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize))
 }
 
 /// An exact `str`, `int`, `float`, `bool` or `None`: written without running Python code.

@@ -1,22 +1,13 @@
 //! Text taken from Python str objects without copying where possible.
 
-use std::os::raw::c_char;
-
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::errors::SerError;
 
-// Part of the stable ABI only since 3.10, but exported by every CPython 3.x; declared here
-// because pyo3-ffi hides it for an abi3-py39 build. It returns the UTF-8 buffer that the str
-// object caches, so reading a str costs no copy.
-extern "C" {
-    pub(crate) fn PyUnicode_AsUTF8AndSize(
-        unicode: *mut ffi::PyObject,
-        size: *mut ffi::Py_ssize_t,
-    ) -> *const c_char;
-}
+// Returns the UTF-8 buffer that the str object caches, so reading a str costs no copy.
+pub(crate) use ffi::PyUnicode_AsUTF8AndSize;
 
 /// A piece of text to write: a dict key, a string value, the result of `str()`.
 pub enum Text<'py> {
@@ -79,6 +70,26 @@ impl<'py> Text<'py> {
             }
             Text::Static(s) => Ok(PyString::new(py, s).into_any()),
         }
+    }
+}
+
+/// A str of ASCII text: made at its final size and filled with one copy, without the
+/// decoder's scan (the `ensure_ascii` output of `dumps`).
+pub fn ascii_to_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: PyUnicode_New with a maximum character below 128 makes a compact ASCII str of
+    // `len` one-byte characters, which is filled before anyone else sees it.
+    unsafe {
+        let obj = ffi::PyUnicode_New(bytes.len() as ffi::Py_ssize_t, 127);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            ffi::PyUnicode_DATA(obj).cast::<u8>(),
+            bytes.len(),
+        );
+        Ok(Bound::from_owned_ptr(py, obj))
     }
 }
 
