@@ -6,6 +6,8 @@
 //! what JSON value it stands for. The encoder and `sanitize()` both walk the document with it,
 //! so the rules live in one place.
 
+use std::cell::RefCell;
+
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -43,7 +45,46 @@ pub struct Profile<'py> {
     pub extended: bool,
     /// `json.dumps(default=...)`, called for values of unsupported types.
     pub default: Option<Bound<'py, PyAny>>,
+    /// What the walk learnt about the document so far (one walk: nothing outlives the call).
+    pub memo: Memo<'py>,
 }
+
+/// Facts the walk reuses. Documents repeat shapes: lists of records with the same keys,
+/// per-feature maps over one feature list, many members of one Enum class.
+#[derive(Default)]
+pub struct Memo<'py> {
+    /// Key orders of dicts already sorted, found again by the identity of their keys.
+    orders: RefCell<Vec<KeyOrder<'py>>>,
+    /// Where the next key order goes once `orders` is full.
+    next_order: std::cell::Cell<usize>,
+    /// Enum classes met, and what their `value` is.
+    enum_types: RefCell<Vec<(Bound<'py, PyType>, EnumClass)>>,
+}
+
+/// What the walk knows about an Enum class.
+#[derive(Clone, Copy)]
+enum EnumClass {
+    /// Members met so far, before the class was checked.
+    Seen(u32),
+    /// `value` is Enum's own property: `_value_` is read directly.
+    Plain,
+    /// Anything else: `value` is looked up as usual.
+    Custom,
+}
+
+/// The member of a class from which its `value` is checked (see `enum_value`).
+const ENUM_CHECK_AFTER: u32 = 3;
+
+/// The sorted order of a dict's str keys: `keys` (strong references, so the addresses stay
+/// theirs) in the dict's order, `order` the positions in sorted order.
+struct KeyOrder<'py> {
+    keys: Vec<Bound<'py, PyString>>,
+    order: Vec<usize>,
+}
+
+/// How many key orders a walk keeps, and up to which dict size (bounds the memory).
+const MAX_ORDERS: usize = 8;
+const MAX_ORDER_LEN: usize = 1 << 16;
 
 /// One dict entry, with its key already turned into the text written to the file.
 pub struct Entry<'py> {
@@ -179,10 +220,7 @@ fn telemetry_only_rules<'py>(
         return Ok(Node::Str(Text::from_str_object(iso.cast::<PyString>()?)?));
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
-        return Ok(Node::Redirect(
-            obj.getattr(intern!(py, "value"))?,
-            Rules::Json,
-        ));
+        return Ok(Node::Redirect(enum_value(obj, profile)?, Rules::Json));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         return object(dict, Rules::Telemetry, profile);
@@ -195,6 +233,78 @@ fn telemetry_only_rules<'py>(
         return Ok(Node::Items(sorted_by_str(obj)?, Rules::Telemetry));
     }
     Ok(Node::Redirect(obj.clone(), Rules::Json))
+}
+
+/// `member.value`. Enum's own `value` property returns `self._value_`; when the member's class
+/// and its bases leave it in place (no member or attribute named `value` shadows it, no
+/// `__getattribute__` of their own), `_value_` is read directly, skipping the property's
+/// Python frame. A class is checked once per walk, from its `ENUM_CHECK_AFTER`-th member on
+/// (the check costs about what a few property calls do).
+fn enum_value<'py>(
+    obj: &Bound<'py, PyAny>,
+    profile: &Profile<'py>,
+) -> Result<Bound<'py, PyAny>, SerError> {
+    let py = obj.py();
+    let ty_ptr = type_ptr(obj).cast::<ffi::PyObject>();
+    let state = {
+        let mut types = profile.memo.enum_types.borrow_mut();
+        match types.iter_mut().find(|(t, _)| t.as_ptr() == ty_ptr) {
+            Some((_, EnumClass::Seen(n))) if *n < ENUM_CHECK_AFTER => {
+                *n += 1;
+                EnumClass::Seen(*n)
+            }
+            Some((_, state)) => *state,
+            None => {
+                types.push((obj.get_type(), EnumClass::Seen(1)));
+                EnumClass::Seen(1)
+            }
+        }
+    };
+    let plain = match state {
+        EnumClass::Seen(n) if n < ENUM_CHECK_AFTER => false,
+        EnumClass::Seen(_) => {
+            let plain = has_enums_own_value(&obj.get_type())?;
+            let mut types = profile.memo.enum_types.borrow_mut();
+            if let Some((_, state)) = types.iter_mut().find(|(t, _)| t.as_ptr() == ty_ptr) {
+                *state = if plain {
+                    EnumClass::Plain
+                } else {
+                    EnumClass::Custom
+                };
+            }
+            plain
+        }
+        EnumClass::Plain => true,
+        EnumClass::Custom => false,
+    };
+    let name = if plain {
+        intern!(py, "_value_")
+    } else {
+        intern!(py, "value")
+    };
+    Ok(obj.getattr(name)?)
+}
+
+/// Whether `value` on instances of `ty` is `enum.Enum.value` itself: attribute access is the
+/// generic one (no `__getattribute__` of the class's own) and the first class of the MRO
+/// that defines `value` is Enum.
+fn has_enums_own_value(ty: &Bound<'_, PyType>) -> PyResult<bool> {
+    let py = ty.py();
+    // SAFETY: ty is a live type object; Enum classes are heap types, whose slots
+    // PyType_GetSlot reads on every supported version.
+    let getattro = unsafe { ffi::PyType_GetSlot(ty.as_ptr().cast(), ffi::Py_tp_getattro) };
+    if getattro != ffi::PyObject_GenericGetAttr as *mut std::ffi::c_void {
+        return Ok(false);
+    }
+    let value = intern!(py, "value");
+    let enum_type = cache(py)?.enum_type.bind(py);
+    for class in ty.getattr(intern!(py, "__mro__"))?.try_iter()? {
+        let class = class?;
+        if class.getattr(intern!(py, "__dict__"))?.contains(value)? {
+            return Ok(class.is(enum_type));
+        }
+    }
+    Ok(false)
 }
 
 fn is_pandas_timestamp(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -236,10 +346,7 @@ fn telemetry_rules<'py>(
         return Ok(node);
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
-        return Ok(Node::Redirect(
-            obj.getattr(intern!(py, "value"))?,
-            Rules::Artifact,
-        ));
+        return Ok(Node::Redirect(enum_value(obj, profile)?, Rules::Artifact));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         return object(dict, Rules::Both, profile);
@@ -268,16 +375,18 @@ fn artifact_rules<'py>(
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
         // The legacy pass takes the value and does not look at it again.
-        return Ok(Node::Redirect(
-            obj.getattr(intern!(py, "value"))?,
-            Rules::Json,
-        ));
+        return Ok(Node::Redirect(enum_value(obj, profile)?, Rules::Json));
     }
     let ty = obj.get_type();
     if !obj.is_instance_of::<PyString>() && ty.hasattr(intern!(py, "__fspath__"))? {
         // pathlib.Path in the legacy; any os.PathLike here.
         let fspath = obj.call_method0(intern!(py, "__fspath__"))?;
-        let text = cache(py)?.fsdecode.bind(py).call1((fspath,))?;
+        // os.fsdecode returns a str as it is (pathlib.Path gives one): only bytes need it.
+        let text = if fspath.is_exact_instance_of::<PyString>() {
+            fspath
+        } else {
+            cache(py)?.fsdecode.bind(py).call1((fspath,))?
+        };
         return Ok(Node::Str(Text::from_str_object(text.cast::<PyString>()?)?));
     }
     if type_module(&ty)?.starts_with("numpy") {
@@ -467,7 +576,7 @@ fn object<'py>(
     let len = dict.len();
     if matches!(rules, Rules::Both | Rules::Artifact) {
         if let Some(entries) = str_key_entries(dict, len) {
-            return sorted_entries(entries, rules, len == 0);
+            return sorted_str_entries(entries, rules, &profile.memo);
         }
     }
     // Take strong references first, running no Python code, so that a callback later in the
@@ -610,9 +719,10 @@ fn key_prefix(key: &[u8]) -> u128 {
     u128::from_be_bytes(head)
 }
 
-/// Sort entries by key text. Comparing 16-byte prefixes as integers decides nearly all pairs
-/// of the long feature-name keys without a `memcmp` call; equal prefixes compare in full.
-fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
+/// The positions of `entries` in key text order. Comparing 16-byte prefixes as integers
+/// decides nearly all pairs of the long feature-name keys without a `memcmp` call; equal
+/// prefixes compare in full.
+fn key_text_order(entries: &[Entry<'_>]) -> Vec<usize> {
     let mut order: Vec<(u128, usize)> = entries
         .iter()
         .enumerate()
@@ -622,8 +732,110 @@ fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
         a.0.cmp(&b.0)
             .then_with(|| entries[a.1].key.bytes().cmp(entries[b.1].key.bytes()))
     });
-    let mut slots: Vec<Option<Entry<'_>>> = entries.drain(..).map(Some).collect();
-    entries.extend(order.iter().filter_map(|&(_, i)| slots[i].take()));
+    order.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Reorder `entries` to `order`, a permutation of their positions (made by `key_text_order`
+/// for these entries or for as many keys of an earlier dict).
+fn apply_order(entries: &mut Vec<Entry<'_>>, order: &[usize]) {
+    let n = entries.len();
+    assert_eq!(order.len(), n, "an order of another length");
+    let mut sorted = Vec::with_capacity(n);
+    // SAFETY: each position of `entries` is read exactly once (`order` is a permutation of
+    // 0..n), after `entries` gave up its elements (length 0), so none is dropped twice; nothing
+    // in the loop can panic (the capacity is reserved).
+    unsafe {
+        let src = entries.as_ptr();
+        entries.set_len(0);
+        for &i in order {
+            sorted.push(std::ptr::read(src.add(i)));
+        }
+    }
+    *entries = sorted;
+}
+
+fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
+    let order = key_text_order(entries);
+    apply_order(entries, &order);
+}
+
+/// The key owned by an entry of `str_key_entries`.
+fn key_object(entry: &Entry<'_>) -> Option<*mut ffi::PyObject> {
+    match &entry.key {
+        Text::Borrowed { owner, .. } => Some(owner.as_ptr()),
+        _ => None,
+    }
+}
+
+/// `sorted_entries` for the entries of `str_key_entries`, reusing the order of an earlier dict
+/// of this walk with the same key objects in the same order: a str's text never changes, so
+/// the same keys sort the same way, and they were already found free of collisions.
+fn sorted_str_entries<'py>(
+    mut entries: Vec<Entry<'py>>,
+    rules: Rules,
+    memo: &Memo<'py>,
+) -> Result<Node<'py>, SerError> {
+    let empty_source = entries.is_empty();
+    let n = entries.len();
+    if !(2..=MAX_ORDER_LEN).contains(&n)
+        || entries
+            .windows(2)
+            .all(|w| key_less(w[0].key.bytes(), w[1].key.bytes()))
+    {
+        return sorted_entries(entries, rules, empty_source);
+    }
+    let same_keys = |known: &KeyOrder<'py>| {
+        known.keys.len() == n
+            && known
+                .keys
+                .iter()
+                .zip(&entries)
+                .all(|(k, e)| key_object(e) == Some(k.as_ptr()))
+    };
+    let found = memo.orders.borrow().iter().position(same_keys);
+    if let Some(at) = found {
+        let orders = memo.orders.borrow();
+        apply_order(&mut entries, &orders[at].order);
+        return Ok(Node::Object {
+            entries,
+            rules,
+            empty_source,
+        });
+    }
+    let order = key_text_order(&entries);
+    let keys: Vec<Bound<'py, PyString>> = entries
+        .iter()
+        .filter_map(|e| match &e.key {
+            Text::Borrowed { owner, .. } => Some(owner.clone()),
+            _ => None,
+        })
+        .collect();
+    apply_order(&mut entries, &order);
+    if let Some(pair) = entries
+        .windows(2)
+        .find(|w| w[0].key.bytes() == w[1].key.bytes())
+    {
+        return Err(SerErrorKind::KeyCollision(
+            String::from_utf8_lossy(pair[0].key.bytes()).into_owned(),
+        )
+        .into());
+    }
+    if keys.len() == n {
+        let mut orders = memo.orders.borrow_mut();
+        let known = KeyOrder { keys, order };
+        if orders.len() < MAX_ORDERS {
+            orders.push(known);
+        } else {
+            let at = memo.next_order.get();
+            orders[at] = known;
+            memo.next_order.set((at + 1) % MAX_ORDERS);
+        }
+    }
+    Ok(Node::Object {
+        entries,
+        rules,
+        empty_source,
+    })
 }
 
 /// Sort by key text (code point order, which is UTF-8 byte order) and refuse two keys that
