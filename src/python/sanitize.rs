@@ -332,8 +332,21 @@ fn sorted_by_str<'py>(obj: &Bound<'py, PyAny>) -> Result<Vec<Bound<'py, PyAny>>,
         let item = item?;
         keyed.push((str_of(&item)?, item));
     }
-    keyed.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
-    Ok(keyed.into_iter().map(|(_, v)| v).collect())
+    // Stable: equal texts keep their iteration order (the position breaks ties); the 16-byte
+    // prefixes decide most pairs without a full compare, as for dict keys.
+    let mut order: Vec<(u128, usize)> = keyed
+        .iter()
+        .enumerate()
+        .map(|(i, (text, _))| (key_prefix(text.bytes()), i))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| keyed[a.1].0.bytes().cmp(keyed[b.1].0.bytes()))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut items: Vec<Option<Bound<'py, PyAny>>> =
+        keyed.into_iter().map(|(_, v)| Some(v)).collect();
+    Ok(order.iter().filter_map(|&(_, i)| items[i].take()).collect())
 }
 
 /// The first legacy pass; what it leaves unchanged goes on to the artifact pass.
