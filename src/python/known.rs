@@ -103,6 +103,10 @@ fn compute_kind(ty: &Bound<'_, PyType>) -> PyResult<Kind> {
 pub fn float_value(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
     // SAFETY: obj is live; float(x) of a numpy float is its value widened to double.
     unsafe {
+        // float64 subclasses float and keeps its value where a float does: no new object.
+        if ffi::PyFloat_Check(obj.as_ptr()) != 0 {
+            return Ok(ffi::PyFloat_AsDouble(obj.as_ptr()));
+        }
         let f = Bound::from_owned_ptr_or_err(obj.py(), ffi::PyNumber_Float(obj.as_ptr()))?;
         Ok(ffi::PyFloat_AsDouble(f.as_ptr()))
     }

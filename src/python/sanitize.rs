@@ -53,10 +53,9 @@ pub struct Profile<'py> {
 /// per-feature maps over one feature list, many members of one Enum class.
 #[derive(Default)]
 pub struct Memo<'py> {
-    /// Key orders of dicts already sorted, found again by the identity of their keys.
+    /// Key orders of dicts already sorted, found again by the identity of their keys (oldest
+    /// first).
     orders: RefCell<Vec<KeyOrder<'py>>>,
-    /// Where the next key order goes once `orders` is full.
-    next_order: std::cell::Cell<usize>,
     /// Enum classes met, and what their `value` is.
     enum_types: RefCell<Vec<(Bound<'py, PyType>, EnumClass)>>,
 }
@@ -82,9 +81,10 @@ struct KeyOrder<'py> {
     order: Vec<usize>,
 }
 
-/// How many key orders a walk keeps, and up to which dict size (bounds the memory).
+/// How many key orders a walk keeps, and how many keys in all: at most ~1 MiB of keys and
+/// positions, whatever the document.
 const MAX_ORDERS: usize = 8;
-const MAX_ORDER_LEN: usize = 1 << 16;
+const MAX_HELD_KEYS: usize = 1 << 16;
 
 /// One dict entry, with its key already turned into the text written to the file.
 pub struct Entry<'py> {
@@ -790,7 +790,7 @@ fn sorted_str_entries<'py>(
 ) -> Result<Node<'py>, SerError> {
     let empty_source = entries.is_empty();
     let n = entries.len();
-    if !(2..=MAX_ORDER_LEN).contains(&n)
+    if !(2..=MAX_HELD_KEYS).contains(&n)
         || entries
             .windows(2)
             .all(|w| key_less(w[0].key.bytes(), w[1].key.bytes()))
@@ -835,14 +835,11 @@ fn sorted_str_entries<'py>(
     }
     if keys.len() == n {
         let mut orders = memo.orders.borrow_mut();
-        let known = KeyOrder { keys, order };
-        if orders.len() < MAX_ORDERS {
-            orders.push(known);
-        } else {
-            let at = memo.next_order.get();
-            orders[at] = known;
-            memo.next_order.set((at + 1) % MAX_ORDERS);
+        let mut held: usize = orders.iter().map(|known| known.keys.len()).sum();
+        while !orders.is_empty() && (orders.len() >= MAX_ORDERS || held + n > MAX_HELD_KEYS) {
+            held -= orders.remove(0).keys.len();
         }
+        orders.push(KeyOrder { keys, order });
     }
     Ok(Node::Object {
         entries,
