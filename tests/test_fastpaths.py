@@ -395,7 +395,10 @@ class Intercepted(enum.Enum):
         return object.__getattribute__(self, name)
 
 
-ENUM_CLASSES: List[Any] = [Plain, Number, Bits, Overridden, CustomNew, Mixed, Intercepted]
+ENUM_CLASSES: List[Any] = [Plain, Number, Bits, Overridden, CustomNew, Mixed, Intercepted,
+                           enum.IntFlag("Perm", {"R": 4, "W": 2, "X": 1}),
+                           # A member named `value` puts its own descriptor in the class.
+                           enum.Enum("Named", {"value": 1, "other": 2, "third": 3})]
 if hasattr(enum, "StrEnum"):
     ENUM_CLASSES.append(enum.StrEnum("Text", {"X": "x", "Y": "y"}))  # type: ignore[attr-defined]
 
