@@ -522,3 +522,22 @@ def test_tzinfo_subclass_with_varying_offset() -> None:
     stamps = [pd.Timestamp(datetime.datetime(2024, 1, 1, 9, m, tzinfo=zone)) for m in range(10)]
     assert len({s.utcoffset() for s in stamps}) == 5
     same_as_legacy(stamps)
+
+
+# -- pathlib paths (exact classes written as str(), like their __fspath__) -----------------
+
+def test_pathlib_paths() -> None:
+    import os
+    import pathlib
+    paths: List[Any] = [pathlib.Path("/data/x y/\u00e9"), pathlib.Path("rel"), pathlib.Path(),
+                        pathlib.PurePosixPath("a//b/./c"), pathlib.PureWindowsPath("C:/x/y")]
+    same_as_legacy({"p": paths[:3]})
+
+    class Custom(type(pathlib.Path())):  # type: ignore[misc]
+        def __fspath__(self) -> str:
+            return "custom"
+
+    paths.append(Custom("/ignored"))
+    expected = json.dumps([os.fsdecode(os.fspath(p)) for p in paths], indent=2,
+                          ensure_ascii=False) + "\n"
+    assert atomicjson.canonical_bytes(paths) == expected.encode()

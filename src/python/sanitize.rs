@@ -325,6 +325,39 @@ fn is_pandas_timestamp(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
 }
 
+/// Whether `obj` is exactly one of pathlib's path classes (subclasses may define their own
+/// `__fspath__`). The classes are looked up once pathlib is imported: atomicjson never imports
+/// it, and a path object cannot exist before.
+fn is_exact_pathlib_path(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static PATH_TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+    let py = obj.py();
+    let types = match PATH_TYPES.get(py) {
+        Some(types) => types,
+        None => {
+            let modules = py.import("sys")?.getattr("modules")?;
+            let Ok(pathlib) = modules.get_item("pathlib") else {
+                return Ok(false);
+            };
+            let mut types = Vec::new();
+            for name in [
+                "PurePosixPath",
+                "PureWindowsPath",
+                "PosixPath",
+                "WindowsPath",
+            ] {
+                if let Some(ty) = pathlib.getattr_opt(name)? {
+                    if let Ok(ty) = ty.cast_into::<PyType>() {
+                        types.push(ty.unbind());
+                    }
+                }
+            }
+            PATH_TYPES.get_or_init(py, || types)
+        }
+    };
+    let ty = type_ptr(obj).cast::<ffi::PyObject>();
+    Ok(types.iter().any(|t| t.as_ptr() == ty))
+}
+
 /// `sorted(s, key=str)`: by the str() of the elements, stable.
 fn sorted_by_str<'py>(obj: &Bound<'py, PyAny>) -> Result<Vec<Bound<'py, PyAny>>, SerError> {
     let mut keyed = Vec::new();
@@ -389,6 +422,10 @@ fn artifact_rules<'py>(
     if is_subtype(obj, &cache(py)?.enum_type) {
         // The legacy pass takes the value and does not look at it again.
         return Ok(Node::Redirect(enum_value(obj, profile)?, Rules::Json));
+    }
+    if is_exact_pathlib_path(obj)? {
+        // pathlib's `__fspath__` returns `str(self)`, which `os.fsdecode` keeps: one frame less.
+        return Ok(Node::Str(Text::from_str_object(&obj.str()?)?));
     }
     let ty = obj.get_type();
     if !obj.is_instance_of::<PyString>() && ty.hasattr(intern!(py, "__fspath__"))? {
