@@ -786,22 +786,48 @@ fn key_text_order(entries: &[Entry<'_>]) -> Vec<usize> {
 }
 
 /// Reorder `entries` to `order`, a permutation of their positions (made by `key_text_order`
-/// for these entries or for as many keys of an earlier dict).
-fn apply_order(entries: &mut Vec<Entry<'_>>, order: &[usize]) {
+/// for these entries or for as many keys of an earlier dict): entry `i` becomes the one at
+/// `order[i]`. In place, one cycle of the permutation at a time, without a second vector.
+fn apply_order(entries: &mut [Entry<'_>], order: &[usize]) {
     let n = entries.len();
     assert_eq!(order.len(), n, "an order of another length");
-    let mut sorted = Vec::with_capacity(n);
-    // SAFETY: each position of `entries` is read exactly once (`order` is a permutation of
-    // 0..n), after `entries` gave up its elements (length 0), so none is dropped twice; nothing
-    // in the loop can panic (the capacity is reserved).
-    unsafe {
-        let src = entries.as_ptr();
-        entries.set_len(0);
-        for &i in order {
-            sorted.push(std::ptr::read(src.add(i)));
+    // Positions already holding their final entry; one word covers most dicts.
+    let mut small = 0u64;
+    let mut large = if n > 64 {
+        vec![0u64; n.div_ceil(64)]
+    } else {
+        Vec::new()
+    };
+    let words: &mut [u64] = if n > 64 {
+        &mut large
+    } else {
+        std::slice::from_mut(&mut small)
+    };
+    let base = entries.as_mut_ptr();
+    for start in 0..n {
+        if words[start / 64] & (1 << (start % 64)) != 0 {
+            continue;
+        }
+        // SAFETY: every position is in 0..n (a permutation of the positions); along a cycle
+        // each entry is moved once into the slot that wants it and the first one, held in
+        // `first`, goes into the last slot of the cycle, so every entry ends up in exactly one
+        // slot and none is dropped or duplicated. Nothing here can panic between the read
+        // and the final write (indices come from the permutation).
+        unsafe {
+            let first = std::ptr::read(base.add(start));
+            let mut at = start;
+            loop {
+                words[at / 64] |= 1 << (at % 64);
+                let from = *order.get_unchecked(at);
+                if from == start {
+                    std::ptr::write(base.add(at), first);
+                    break;
+                }
+                std::ptr::copy_nonoverlapping(base.add(from), base.add(at), 1);
+                at = from;
+            }
         }
     }
-    *entries = sorted;
 }
 
 fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
