@@ -68,7 +68,7 @@ pub fn write_atomic(target: &Path, data: &[u8], durable: bool) -> Result<()> {
 
     let mode = existing_mode(&destination).map_err(|err| fail(Step::Stat, err))?;
 
-    let (temp_path, temp) = match create_temp(dir, name) {
+    let (temp_path, temp, temp_mode) = match create_temp(dir, name) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(dir).map_err(|err| Error::io(Step::CreateDir, dir, err))?;
             create_temp(dir, name)
@@ -84,7 +84,8 @@ pub fn write_atomic(target: &Path, data: &[u8], durable: bool) -> Result<()> {
         let mut file = temp
             .try_clone()
             .map_err(|err| fail(Step::CreateTemp, err))?;
-        if let Some(mode) = mode {
+        // The umask often gives the new file the target's bits already: no fchmod then.
+        if let Some(mode) = mode.filter(|&mode| mode != temp_mode) {
             file.set_permissions(Permissions::from_mode(mode))
                 .map_err(|err| fail(Step::SetPermissions, err))?;
         }
@@ -135,8 +136,8 @@ fn existing_mode(target: &Path) -> io::Result<Option<u32>> {
     }
 }
 
-/// Creates and flocks a fresh temp file for `name` in `dir`.
-fn create_temp(dir: &Path, name: &OsStr) -> io::Result<(PathBuf, File)> {
+/// Creates and flocks a fresh temp file for `name` in `dir`; also gives its permission bits.
+fn create_temp(dir: &Path, name: &OsStr) -> io::Result<(PathBuf, File, u32)> {
     create_temp_with(dir, name, random_u64)
 }
 
@@ -147,7 +148,7 @@ fn create_temp_with(
     dir: &Path,
     name: &OsStr,
     mut random: impl FnMut() -> u64,
-) -> io::Result<(PathBuf, File)> {
+) -> io::Result<(PathBuf, File, u32)> {
     let mut last_err = None;
     for _ in 0..MAX_ATTEMPTS {
         let path = dir.join(temp_name(name, random()));
@@ -178,15 +179,18 @@ fn create_temp_with(
         }
         // Between the creation and the flock, a cleanup (with a small `older_than`) may have
         // taken the file for an orphan and removed it: then the rename would fail. Draw again.
-        let same = match (fs::symlink_metadata(&path), file.metadata()) {
-            (Ok(named), Ok(locked)) => named.dev() == locked.dev() && named.ino() == locked.ino(),
-            _ => false,
+        let mode = match (fs::symlink_metadata(&path), file.metadata()) {
+            (Ok(named), Ok(locked))
+                if named.dev() == locked.dev() && named.ino() == locked.ino() =>
+            {
+                locked.mode() & 0o7777
+            }
+            _ => {
+                last_err = Some(io::ErrorKind::NotFound.into());
+                continue;
+            }
         };
-        if !same {
-            last_err = Some(io::ErrorKind::NotFound.into());
-            continue;
-        }
-        return Ok((path, file));
+        return Ok((path, file, mode));
     }
     Err(last_err.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
 }
@@ -523,7 +527,7 @@ mod tests {
         std::os::unix::fs::symlink(&victim, dir.0.join(temp_name(name, 1))).unwrap();
         std::os::unix::fs::symlink(dir.path("nowhere"), dir.0.join(temp_name(name, 2))).unwrap();
         let mut draws = 1..;
-        let (path, mut file) = create_temp_with(&dir.0, name, || draws.next().unwrap()).unwrap();
+        let (path, mut file, _) = create_temp_with(&dir.0, name, || draws.next().unwrap()).unwrap();
         assert_eq!(path, dir.0.join(temp_name(name, 3)));
         file.write_all(b"data").unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"victim");
@@ -534,7 +538,7 @@ mod tests {
     #[test]
     fn a_writer_holds_the_flock_of_its_temp_file() {
         let dir = TempDir::new("marker");
-        let (path, file) = create_temp(&dir.0, OsStr::new("a.json")).unwrap();
+        let (path, file, _) = create_temp(&dir.0, OsStr::new("a.json")).unwrap();
         assert!(cleanup_temp_files(&dir.0, Duration::ZERO)
             .unwrap()
             .is_empty());

@@ -336,3 +336,208 @@ def test_repeated_and_many_keys_read_back(tmp_path: Any) -> None:
     want = json.loads(text)
     assert got == want
     assert [list(d) for d in got] == [list(d) for d in want]
+
+
+# -- Enum members read through `_value_` (when `value` is Enum's own property) -------------
+
+class Plain(enum.Enum):
+    A = "a"
+    B = (1, 2)
+    C = {"k": [1.5, None]}
+
+
+class Number(enum.IntEnum):
+    ONE = 1
+    TWO = 2
+
+
+class Bits(enum.Flag):
+    R = 1
+    W = 2
+    X = 4
+
+
+class Overridden(enum.Enum):
+    A = "a"
+
+    @property
+    def value(self) -> Any:
+        return "overridden:" + str(self._value_)
+
+
+class CustomNew(enum.Enum):
+    A = ("a", 1)
+    B = ("b", 2)
+
+    def __new__(cls, code: str, rank: int) -> "CustomNew":
+        member = object.__new__(cls)
+        member._value_ = code
+        member.rank = rank  # type: ignore[attr-defined]
+        return member
+
+
+class ValueMixin:
+    @property
+    def value(self) -> str:
+        return "from the mixin"
+
+
+# Enum classes made with the functional API through Any: mypy's enum plugin does not model them.
+ENUM: Any = enum.Enum
+Mixed: Any = ENUM("Mixed", {"A": 1}, type=ValueMixin)
+
+
+class Intercepted(enum.Enum):
+    A = "a"
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "value":
+            return "intercepted"
+        return object.__getattribute__(self, name)
+
+
+ENUM_CLASSES: List[Any] = [Plain, Number, Bits, Overridden, CustomNew, Mixed, Intercepted,
+                           getattr(enum, "IntFlag")("Perm", {"R": 4, "W": 2, "X": 1}),
+                           # A member named `value` puts its own descriptor in the class.
+                           ENUM("Named", {"value": 1, "other": 2, "third": 3})]
+if hasattr(enum, "StrEnum"):
+    ENUM_CLASSES.append(getattr(enum, "StrEnum")("Text", {"X": "x", "Y": "y"}))
+
+
+@pytest.mark.parametrize("cls", ENUM_CLASSES, ids=lambda c: c.__name__)
+def test_enum_members_many_of_a_class(cls: Any) -> None:
+    # Enough members of the class that the walk checks it and reads `_value_` where it may.
+    members = list(cls) * 4
+    if cls is Bits:
+        members += [Bits.R | Bits.W, Bits(0), Bits.R | Bits.W | Bits.X]
+    same_as_legacy(members)
+    same_as_legacy({"m": members, "d": {str(i): m for i, m in enumerate(members)},
+                    "t": tuple(members), "s": {m for m in members if m is not Plain.C}})
+    assert atomicjson.sanitize(members) == legacy.sanitize(members)
+    assert atomicjson.compat.sanitize_for_json(members) == legacy.sanitize_for_json(members)
+
+
+def test_enum_class_changed_between_writes() -> None:
+    cls = ENUM("Changing", {"A": "a", "B": "b"})
+    members = list(cls) * 5
+    assert atomicjson.canonical_bytes(members) == legacy.canonical_dump(members)
+    cls.value = property(lambda self: "patched")  # each write looks at the class again
+    assert b"patched" in atomicjson.canonical_bytes(members)
+    assert atomicjson.canonical_bytes(members) == legacy.canonical_dump(members)
+
+
+# -- dicts with the keys of an earlier dict (their sorted order is reused) -----------------
+
+def test_records_with_shared_keys() -> None:
+    keys = ["step", "at", "loss", "lr", "status", "b", "a"]
+    records = [{k: i * 10 + j for j, k in enumerate(keys)} for i in range(30)]
+    # The same keys in other orders, and equal keys that are other str objects.
+    records += [{k: 1 for k in reversed(keys)}, {k: 2 for k in keys[1:] + keys[:1]}]
+    records += [{"".join(list(k)): 3 for k in keys}]
+    records += [dict(zip(keys, range(7)))] * 3
+    same_as_legacy(records)
+    assert atomicjson.sanitize(records) == legacy.sanitize(records)
+
+
+def test_more_key_sets_than_remembered() -> None:
+    import random
+    rng = random.Random(3)
+    sets = [[f"k{s}_{i}" for i in range(rng.randrange(2, 12))] for s in range(20)]
+    for key_set in sets:
+        rng.shuffle(key_set)
+    docs = [{k: [s, n] for k in sets[s]} for n in range(5) for s in range(20)]
+    rng.shuffle(docs)
+    same_as_legacy(docs)
+
+
+def test_feature_maps_over_one_feature_list() -> None:
+    import random
+    features = _keys(300)
+    random.Random(5).shuffle(features)
+    doc = {f"fold{i}": {"imp": {f: float(j) / 7 for j, f in enumerate(features)},
+                        "rank": {f: j for j, f in enumerate(features)}} for i in range(4)}
+    same_as_legacy(doc)
+
+
+def test_dict_beyond_the_remembered_size() -> None:
+    keys = [f"{i:x}" for i in range(70_000)]
+    keys.reverse()
+    doc = [dict.fromkeys(keys, 1), dict.fromkeys(keys, 2)]
+    same_as_legacy(doc)
+
+
+def test_collision_after_a_remembered_order() -> None:
+    keys = ["b", "a", "c"]
+    good = [dict.fromkeys(keys, 0)] * 3
+    atomicjson.canonical_bytes(good)
+    with pytest.raises(atomicjson.AtomicJsonError):
+        atomicjson.canonical_bytes(good + [{"b": 1, "a": 2, 1: 3, "1": 4}])
+
+
+# -- UTC offsets of tz-aware Timestamps (fixed for datetime.timezone, asked otherwise) -----
+
+def test_fixed_offset_zones_many() -> None:
+    import datetime
+    zones = [datetime.timezone(datetime.timedelta(minutes=m)) for m in range(-720, 721, 15)]
+    zones += [datetime.timezone.utc, datetime.timezone(datetime.timedelta(hours=3), "Named")]
+    base = pd.Timestamp("2024-03-10T01:59:59.999999999")
+    stamps = [base.tz_localize(z) for z in zones for _ in range(2)]
+    same_as_legacy(stamps)
+
+
+def test_zoneinfo_across_dst() -> None:
+    import zoneinfo
+    zone = zoneinfo.ZoneInfo("America/New_York")
+    start = pd.Timestamp("2024-03-10T05:00:00", tz="UTC")
+    stamps = [(start + pd.Timedelta(minutes=30 * i)).tz_convert(zone) for i in range(12)]
+    autumn = pd.Timestamp("2024-11-03T04:00:00.000000500", tz="UTC")
+    stamps += [(autumn + pd.Timedelta(minutes=30 * i)).tz_convert(zone) for i in range(12)]
+    assert len({s.utcoffset() for s in stamps}) == 2
+    same_as_legacy(stamps)
+
+
+def test_pytz_zones() -> None:
+    pytz = pytest.importorskip("pytz")
+    zone = pytz.timezone("Europe/Berlin")
+    stamps = [pd.Timestamp(f"2024-{m:02d}-15T12:00:00").tz_localize(zone) for m in range(1, 13)]
+    stamps += [pd.Timestamp("2024-06-01", tz=pytz.utc),
+               pd.Timestamp("2024-06-01", tz=pytz.FixedOffset(90))]
+    same_as_legacy(stamps)
+
+
+def test_tzinfo_subclass_with_varying_offset() -> None:
+    import datetime
+
+    class ByMinute(datetime.tzinfo):
+        def utcoffset(self, dt: Any) -> datetime.timedelta:
+            return datetime.timedelta(hours=dt.minute % 5 if dt is not None else 0)
+
+        def dst(self, dt: Any) -> datetime.timedelta:
+            return datetime.timedelta(0)
+
+        def tzname(self, dt: Any) -> str:
+            return "by-minute"
+
+    zone = ByMinute()
+    stamps = [pd.Timestamp(datetime.datetime(2024, 1, 1, 9, m, tzinfo=zone)) for m in range(10)]
+    assert len({s.utcoffset() for s in stamps}) == 5
+    same_as_legacy(stamps)
+
+
+# -- pathlib paths (exact classes written as str(), like their __fspath__) -----------------
+
+def test_pathlib_paths() -> None:
+    import os
+    import pathlib
+    paths: List[Any] = [pathlib.Path("/data/x y/\u00e9"), pathlib.Path("rel"), pathlib.Path(),
+                        pathlib.PurePosixPath("a//b/./c"), pathlib.PureWindowsPath("C:/x/y")]
+    same_as_legacy({"p": paths[:3]})
+
+    class Custom(type(pathlib.Path())):  # type: ignore[misc]
+        def __fspath__(self) -> str:
+            return "custom"
+
+    paths.append(Custom("/ignored"))
+    expected = json.dumps([os.fsdecode(os.fspath(p)) for p in paths], indent=2,
+                          ensure_ascii=False) + "\n"
+    assert atomicjson.canonical_bytes(paths) == expected.encode()

@@ -50,6 +50,8 @@ directory, docs = sys.argv[1], json.loads(sys.argv[2])
 atomicjson.write_json(os.path.join(directory, "warm", "w.json"), {"warm": 1})
 target = os.path.join(directory, "a.json")
 atomicjson.write_json(target, docs.pop(0))
+# Bits the umask does not give a new file: each write copies them with an fchmod.
+os.chmod(target, 0o604)
 print("ready", flush=True)
 for doc in docs:
     sys.stdin.readline()

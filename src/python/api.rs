@@ -182,6 +182,7 @@ impl Encoding {
             allow_nan: self.allow_nan,
             extended: self.extended,
             default: self.default.as_ref().map(|d| d.bind(py).clone()),
+            memo: Default::default(),
         };
         let mut encoder = Encoder::new(
             &self.style,
@@ -450,6 +451,7 @@ pub fn sanitize<'py>(
         allow_nan: true,
         extended: true,
         default: None,
+        memo: Default::default(),
     };
     to_python(data, rules, &profile).map_err(|e| e.into_pyerr(py, None, false))
 }

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyString, PyType};
 
 use super::sanitize::type_module;
@@ -102,6 +103,10 @@ fn compute_kind(ty: &Bound<'_, PyType>) -> PyResult<Kind> {
 pub fn float_value(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
     // SAFETY: obj is live; float(x) of a numpy float is its value widened to double.
     unsafe {
+        // float64 subclasses float and keeps its value where a float does: no new object.
+        if ffi::PyFloat_Check(obj.as_ptr()) != 0 {
+            return Ok(ffi::PyFloat_AsDouble(obj.as_ptr()));
+        }
         let f = Bound::from_owned_ptr_or_err(obj.py(), ffi::PyNumber_Float(obj.as_ptr()))?;
         Ok(ffi::PyFloat_AsDouble(f.as_ptr()))
     }
@@ -229,20 +234,22 @@ pub fn write_isoformat(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bo
         return Ok(false);
     };
     let mut offset_text: Vec<u8> = Vec::new();
-    let aware = !obj.getattr(intern!(py, "tzinfo"))?.is_none();
+    let tzinfo = tzinfo_of(obj)?;
+    let aware = !tzinfo.is_none();
     if aware {
-        let offset = obj.call_method0(intern!(py, "utcoffset"))?;
-        // pandas fails on a tzinfo without an offset: let it.
-        if offset.is_none() {
-            return Ok(false);
-        }
-        let days: i64 = offset.getattr(intern!(py, "days"))?.extract()?;
-        let seconds: i64 = offset.getattr(intern!(py, "seconds"))?.extract()?;
-        let micros: i64 = offset.getattr(intern!(py, "microseconds"))?.extract()?;
-        // datetime's format_utcoffset: the sign, then |offset| (less than a day).
-        let total = (days * 86_400 + seconds) * 1_000_000 + micros;
+        let total = match fixed_offset(&tzinfo) {
+            Some(total) => total,
+            None => {
+                let offset = obj.call_method0(intern!(py, "utcoffset"))?;
+                // pandas fails on a tzinfo without an offset: let it.
+                if offset.is_none() {
+                    return Ok(false);
+                }
+                micros_of(&offset)?
+            }
+        };
         // pandas keeps sub-second offsets out of `value`: leave them to isoformat().
-        if total.abs() >= 86_400_000_000 || micros != 0 {
+        if total.abs() >= 86_400_000_000 || total % 1_000_000 != 0 {
             return Ok(false);
         }
         let Some(shifted) = local.checked_add(total * 1000) else {
@@ -294,6 +301,95 @@ pub fn write_isoformat(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bo
     out.extend_from_slice(&offset_text);
     Ok(true)
 }
+
+/// `obj.tzinfo` of an exact pandas Timestamp, read with datetime's own getter: pandas wraps
+/// it in a Python property returning `super().tzinfo`, a frame per call for the same object.
+/// Where the getter cannot be had (`PyType_GetSlot` of a static type needs 3.10), the
+/// attribute is looked up as usual.
+fn tzinfo_of<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    static GETTER: PyOnceLock<Option<(Py<PyAny>, usize)>> = PyOnceLock::new();
+    let py = obj.py();
+    let getter = GETTER.get_or_init(py, || {
+        let desc = py
+            .import("datetime")
+            .and_then(|m| {
+                m.getattr("datetime")?
+                    .getattr("__dict__")?
+                    .get_item("tzinfo")
+            })
+            .ok()?;
+        // SAFETY: desc is a live object; a NULL slot (with an error on 3.9) means "unknown".
+        let get = unsafe { ffi::PyType_GetSlot(ffi::Py_TYPE(desc.as_ptr()), ffi::Py_tp_descr_get) };
+        if get.is_null() {
+            // SAFETY: clearing the error PyType_GetSlot may have set.
+            unsafe { ffi::PyErr_Clear() };
+            return None;
+        }
+        Some((desc.unbind(), get as usize))
+    });
+    match getter {
+        // SAFETY: `get` is the descriptor's tp_descr_get, called with the descriptor, a
+        // datetime instance and its type, as the attribute lookup would.
+        Some((desc, get)) => unsafe {
+            let get: ffi::descrgetfunc = std::mem::transmute(*get);
+            let ty = ffi::Py_TYPE(obj.as_ptr()).cast::<ffi::PyObject>();
+            Bound::from_owned_ptr_or_err(py, get(desc.as_ptr(), obj.as_ptr(), ty))
+        },
+        None => obj.getattr(intern!(py, "tzinfo")),
+    }
+}
+
+/// A timedelta in microseconds (datetime's format_utcoffset writes the sign, then |offset|).
+fn micros_of(delta: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = delta.py();
+    let days: i64 = delta.getattr(intern!(py, "days"))?.extract()?;
+    let seconds: i64 = delta.getattr(intern!(py, "seconds"))?.extract()?;
+    let micros: i64 = delta.getattr(intern!(py, "microseconds"))?.extract()?;
+    Ok((days * 86_400 + seconds) * 1_000_000 + micros)
+}
+
+/// `datetime.timezone` objects met so far, with their offsets in microseconds. The type is
+/// final and its instances immutable, so the offset is the same for every datetime; other
+/// tzinfo classes (zoneinfo, pytz, dateutil, subclasses of tzinfo) vary with the date and are
+/// asked each time. The objects are held so that their addresses stay theirs.
+static FIXED_OFFSETS: Mutex<Vec<(Py<PyAny>, i64)>> = Mutex::new(Vec::new());
+const MAX_FIXED_OFFSETS: usize = 64;
+
+/// The offset of `tzinfo` when it is a `datetime.timezone`, from the table or computed once.
+fn fixed_offset(tzinfo: &Bound<'_, PyAny>) -> Option<i64> {
+    {
+        let known = FIXED_OFFSETS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, total)) = known.iter().find(|(t, _)| t.as_ptr() == tzinfo.as_ptr()) {
+            return Some(*total);
+        }
+    }
+    let py = tzinfo.py();
+    let timezone = TIMEZONE
+        .get_or_try_init(py, || -> PyResult<Py<PyType>> {
+            Ok(py
+                .import("datetime")?
+                .getattr("timezone")?
+                .cast_into()?
+                .unbind())
+        })
+        .ok()?;
+    if !tzinfo.get_type().is(timezone.bind(py)) {
+        return None;
+    }
+    let total = micros_of(
+        &tzinfo
+            .call_method1(intern!(py, "utcoffset"), (py.None(),))
+            .ok()?,
+    )
+    .ok()?;
+    let mut known = FIXED_OFFSETS.lock().unwrap_or_else(|e| e.into_inner());
+    if known.len() < MAX_FIXED_OFFSETS {
+        known.push((tzinfo.clone().unbind(), total));
+    }
+    Some(total)
+}
+
+static TIMEZONE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `v` in decimal, zero-padded to `width` digits (`v` is not negative).
 fn digits(out: &mut Vec<u8>, v: i64, width: usize) {

@@ -6,6 +6,8 @@
 //! what JSON value it stands for. The encoder and `sanitize()` both walk the document with it,
 //! so the rules live in one place.
 
+use std::cell::RefCell;
+
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -43,7 +45,46 @@ pub struct Profile<'py> {
     pub extended: bool,
     /// `json.dumps(default=...)`, called for values of unsupported types.
     pub default: Option<Bound<'py, PyAny>>,
+    /// What the walk learnt about the document so far (one walk: nothing outlives the call).
+    pub memo: Memo<'py>,
 }
+
+/// Facts the walk reuses. Documents repeat shapes: lists of records with the same keys,
+/// per-feature maps over one feature list, many members of one Enum class.
+#[derive(Default)]
+pub struct Memo<'py> {
+    /// Key orders of dicts already sorted, found again by the identity of their keys (oldest
+    /// first).
+    orders: RefCell<Vec<KeyOrder<'py>>>,
+    /// Enum classes met, and what their `value` is.
+    enum_types: RefCell<Vec<(Bound<'py, PyType>, EnumClass)>>,
+}
+
+/// What the walk knows about an Enum class.
+#[derive(Clone, Copy)]
+enum EnumClass {
+    /// Members met so far, before the class was checked.
+    Seen(u32),
+    /// `value` is Enum's own property: `_value_` is read directly.
+    Plain,
+    /// Anything else: `value` is looked up as usual.
+    Custom,
+}
+
+/// The member of a class from which its `value` is checked (see `enum_value`).
+const ENUM_CHECK_AFTER: u32 = 3;
+
+/// The sorted order of a dict's str keys: `keys` (strong references, so the addresses stay
+/// theirs) in the dict's order, `order` the positions in sorted order.
+struct KeyOrder<'py> {
+    keys: Vec<Bound<'py, PyString>>,
+    order: Vec<usize>,
+}
+
+/// How many key orders a walk keeps, and how many keys in all: at most ~1 MiB of keys and
+/// positions, whatever the document.
+const MAX_ORDERS: usize = 8;
+const MAX_HELD_KEYS: usize = 1 << 16;
 
 /// One dict entry, with its key already turned into the text written to the file.
 pub struct Entry<'py> {
@@ -179,10 +220,7 @@ fn telemetry_only_rules<'py>(
         return Ok(Node::Str(Text::from_str_object(iso.cast::<PyString>()?)?));
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
-        return Ok(Node::Redirect(
-            obj.getattr(intern!(py, "value"))?,
-            Rules::Json,
-        ));
+        return Ok(Node::Redirect(enum_value(obj, profile)?, Rules::Json));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         return object(dict, Rules::Telemetry, profile);
@@ -195,6 +233,78 @@ fn telemetry_only_rules<'py>(
         return Ok(Node::Items(sorted_by_str(obj)?, Rules::Telemetry));
     }
     Ok(Node::Redirect(obj.clone(), Rules::Json))
+}
+
+/// `member.value`. Enum's own `value` property returns `self._value_`; when the member's class
+/// and its bases leave it in place (no member or attribute named `value` shadows it, no
+/// `__getattribute__` of their own), `_value_` is read directly, skipping the property's
+/// Python frame. A class is checked once per walk, from its `ENUM_CHECK_AFTER`-th member on
+/// (the check costs about what a few property calls do).
+fn enum_value<'py>(
+    obj: &Bound<'py, PyAny>,
+    profile: &Profile<'py>,
+) -> Result<Bound<'py, PyAny>, SerError> {
+    let py = obj.py();
+    let ty_ptr = type_ptr(obj).cast::<ffi::PyObject>();
+    let state = {
+        let mut types = profile.memo.enum_types.borrow_mut();
+        match types.iter_mut().find(|(t, _)| t.as_ptr() == ty_ptr) {
+            Some((_, EnumClass::Seen(n))) if *n < ENUM_CHECK_AFTER => {
+                *n += 1;
+                EnumClass::Seen(*n)
+            }
+            Some((_, state)) => *state,
+            None => {
+                types.push((obj.get_type(), EnumClass::Seen(1)));
+                EnumClass::Seen(1)
+            }
+        }
+    };
+    let plain = match state {
+        EnumClass::Seen(n) if n < ENUM_CHECK_AFTER => false,
+        EnumClass::Seen(_) => {
+            let plain = has_enums_own_value(&obj.get_type())?;
+            let mut types = profile.memo.enum_types.borrow_mut();
+            if let Some((_, state)) = types.iter_mut().find(|(t, _)| t.as_ptr() == ty_ptr) {
+                *state = if plain {
+                    EnumClass::Plain
+                } else {
+                    EnumClass::Custom
+                };
+            }
+            plain
+        }
+        EnumClass::Plain => true,
+        EnumClass::Custom => false,
+    };
+    let name = if plain {
+        intern!(py, "_value_")
+    } else {
+        intern!(py, "value")
+    };
+    Ok(obj.getattr(name)?)
+}
+
+/// Whether `value` on instances of `ty` is `enum.Enum.value` itself: attribute access is the
+/// generic one (no `__getattribute__` of the class's own) and the first class of the MRO
+/// that defines `value` is Enum.
+fn has_enums_own_value(ty: &Bound<'_, PyType>) -> PyResult<bool> {
+    let py = ty.py();
+    // SAFETY: ty is a live type object; Enum classes are heap types, whose slots
+    // PyType_GetSlot reads on every supported version.
+    let getattro = unsafe { ffi::PyType_GetSlot(ty.as_ptr().cast(), ffi::Py_tp_getattro) };
+    if getattro != ffi::PyObject_GenericGetAttr as *mut std::ffi::c_void {
+        return Ok(false);
+    }
+    let value = intern!(py, "value");
+    let enum_type = cache(py)?.enum_type.bind(py);
+    for class in ty.getattr(intern!(py, "__mro__"))?.try_iter()? {
+        let class = class?;
+        if class.getattr(intern!(py, "__dict__"))?.contains(value)? {
+            return Ok(class.is(enum_type));
+        }
+    }
+    Ok(false)
 }
 
 fn is_pandas_timestamp(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -215,6 +325,39 @@ fn is_pandas_timestamp(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
 }
 
+/// Whether `obj` is exactly one of pathlib's path classes (subclasses may define their own
+/// `__fspath__`). The classes are looked up once pathlib is imported: atomicjson never imports
+/// it, and a path object cannot exist before.
+fn is_exact_pathlib_path(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static PATH_TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+    let py = obj.py();
+    let types = match PATH_TYPES.get(py) {
+        Some(types) => types,
+        None => {
+            let modules = py.import("sys")?.getattr("modules")?;
+            let Ok(pathlib) = modules.get_item("pathlib") else {
+                return Ok(false);
+            };
+            let mut types = Vec::new();
+            for name in [
+                "PurePosixPath",
+                "PureWindowsPath",
+                "PosixPath",
+                "WindowsPath",
+            ] {
+                if let Some(ty) = pathlib.getattr_opt(name)? {
+                    if let Ok(ty) = ty.cast_into::<PyType>() {
+                        types.push(ty.unbind());
+                    }
+                }
+            }
+            PATH_TYPES.get_or_init(py, || types)
+        }
+    };
+    let ty = type_ptr(obj).cast::<ffi::PyObject>();
+    Ok(types.iter().any(|t| t.as_ptr() == ty))
+}
+
 /// `sorted(s, key=str)`: by the str() of the elements, stable.
 fn sorted_by_str<'py>(obj: &Bound<'py, PyAny>) -> Result<Vec<Bound<'py, PyAny>>, SerError> {
     let mut keyed = Vec::new();
@@ -222,8 +365,21 @@ fn sorted_by_str<'py>(obj: &Bound<'py, PyAny>) -> Result<Vec<Bound<'py, PyAny>>,
         let item = item?;
         keyed.push((str_of(&item)?, item));
     }
-    keyed.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
-    Ok(keyed.into_iter().map(|(_, v)| v).collect())
+    // Stable: equal texts keep their iteration order (the position breaks ties); the 16-byte
+    // prefixes decide most pairs without a full compare, as for dict keys.
+    let mut order: Vec<(u128, usize)> = keyed
+        .iter()
+        .enumerate()
+        .map(|(i, (text, _))| (key_prefix(text.bytes()), i))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| keyed[a.1].0.bytes().cmp(keyed[b.1].0.bytes()))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut items: Vec<Option<Bound<'py, PyAny>>> =
+        keyed.into_iter().map(|(_, v)| Some(v)).collect();
+    Ok(order.iter().filter_map(|&(_, i)| items[i].take()).collect())
 }
 
 /// The first legacy pass; what it leaves unchanged goes on to the artifact pass.
@@ -236,10 +392,7 @@ fn telemetry_rules<'py>(
         return Ok(node);
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
-        return Ok(Node::Redirect(
-            obj.getattr(intern!(py, "value"))?,
-            Rules::Artifact,
-        ));
+        return Ok(Node::Redirect(enum_value(obj, profile)?, Rules::Artifact));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         return object(dict, Rules::Both, profile);
@@ -268,16 +421,22 @@ fn artifact_rules<'py>(
     }
     if is_subtype(obj, &cache(py)?.enum_type) {
         // The legacy pass takes the value and does not look at it again.
-        return Ok(Node::Redirect(
-            obj.getattr(intern!(py, "value"))?,
-            Rules::Json,
-        ));
+        return Ok(Node::Redirect(enum_value(obj, profile)?, Rules::Json));
+    }
+    if is_exact_pathlib_path(obj)? {
+        // pathlib's `__fspath__` returns `str(self)`, which `os.fsdecode` keeps: one frame less.
+        return Ok(Node::Str(Text::from_str_object(&obj.str()?)?));
     }
     let ty = obj.get_type();
     if !obj.is_instance_of::<PyString>() && ty.hasattr(intern!(py, "__fspath__"))? {
         // pathlib.Path in the legacy; any os.PathLike here.
         let fspath = obj.call_method0(intern!(py, "__fspath__"))?;
-        let text = cache(py)?.fsdecode.bind(py).call1((fspath,))?;
+        // os.fsdecode returns a str as it is (pathlib.Path gives one): only bytes need it.
+        let text = if fspath.is_exact_instance_of::<PyString>() {
+            fspath
+        } else {
+            cache(py)?.fsdecode.bind(py).call1((fspath,))?
+        };
         return Ok(Node::Str(Text::from_str_object(text.cast::<PyString>()?)?));
     }
     if type_module(&ty)?.starts_with("numpy") {
@@ -467,7 +626,7 @@ fn object<'py>(
     let len = dict.len();
     if matches!(rules, Rules::Both | Rules::Artifact) {
         if let Some(entries) = str_key_entries(dict, len) {
-            return sorted_entries(entries, rules, len == 0);
+            return sorted_str_entries(entries, rules, &profile.memo);
         }
     }
     // Take strong references first, running no Python code, so that a callback later in the
@@ -610,9 +769,10 @@ fn key_prefix(key: &[u8]) -> u128 {
     u128::from_be_bytes(head)
 }
 
-/// Sort entries by key text. Comparing 16-byte prefixes as integers decides nearly all pairs
-/// of the long feature-name keys without a `memcmp` call; equal prefixes compare in full.
-fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
+/// The positions of `entries` in key text order. Comparing 16-byte prefixes as integers
+/// decides nearly all pairs of the long feature-name keys without a `memcmp` call; equal
+/// prefixes compare in full.
+fn key_text_order(entries: &[Entry<'_>]) -> Vec<usize> {
     let mut order: Vec<(u128, usize)> = entries
         .iter()
         .enumerate()
@@ -622,8 +782,133 @@ fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
         a.0.cmp(&b.0)
             .then_with(|| entries[a.1].key.bytes().cmp(entries[b.1].key.bytes()))
     });
-    let mut slots: Vec<Option<Entry<'_>>> = entries.drain(..).map(Some).collect();
-    entries.extend(order.iter().filter_map(|&(_, i)| slots[i].take()));
+    order.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Reorder `entries` to `order`, a permutation of their positions (made by `key_text_order`
+/// for these entries or for as many keys of an earlier dict): entry `i` becomes the one at
+/// `order[i]`. In place, one cycle of the permutation at a time, without a second vector.
+fn apply_order(entries: &mut [Entry<'_>], order: &[usize]) {
+    let n = entries.len();
+    assert_eq!(order.len(), n, "an order of another length");
+    // Positions already holding their final entry; one word covers most dicts.
+    let mut small = 0u64;
+    let mut large = if n > 64 {
+        vec![0u64; n.div_ceil(64)]
+    } else {
+        Vec::new()
+    };
+    let words: &mut [u64] = if n > 64 {
+        &mut large
+    } else {
+        std::slice::from_mut(&mut small)
+    };
+    let base = entries.as_mut_ptr();
+    for start in 0..n {
+        if words[start / 64] & (1 << (start % 64)) != 0 {
+            continue;
+        }
+        // SAFETY: every position is in 0..n (a permutation of the positions); along a cycle
+        // each entry is moved once into the slot that wants it and the first one, held in
+        // `first`, goes into the last slot of the cycle, so every entry ends up in exactly one
+        // slot and none is dropped or duplicated. Nothing here can panic between the read
+        // and the final write (indices come from the permutation).
+        unsafe {
+            let first = std::ptr::read(base.add(start));
+            let mut at = start;
+            loop {
+                words[at / 64] |= 1 << (at % 64);
+                let from = *order.get_unchecked(at);
+                if from == start {
+                    std::ptr::write(base.add(at), first);
+                    break;
+                }
+                std::ptr::copy_nonoverlapping(base.add(from), base.add(at), 1);
+                at = from;
+            }
+        }
+    }
+}
+
+fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
+    let order = key_text_order(entries);
+    apply_order(entries, &order);
+}
+
+/// The key owned by an entry of `str_key_entries`.
+fn key_object(entry: &Entry<'_>) -> Option<*mut ffi::PyObject> {
+    match &entry.key {
+        Text::Borrowed { owner, .. } => Some(owner.as_ptr()),
+        _ => None,
+    }
+}
+
+/// `sorted_entries` for the entries of `str_key_entries`, reusing the order of an earlier dict
+/// of this walk with the same key objects in the same order: a str's text never changes, so
+/// the same keys sort the same way, and they were already found free of collisions.
+fn sorted_str_entries<'py>(
+    mut entries: Vec<Entry<'py>>,
+    rules: Rules,
+    memo: &Memo<'py>,
+) -> Result<Node<'py>, SerError> {
+    let empty_source = entries.is_empty();
+    let n = entries.len();
+    if !(2..=MAX_HELD_KEYS).contains(&n)
+        || entries
+            .windows(2)
+            .all(|w| key_less(w[0].key.bytes(), w[1].key.bytes()))
+    {
+        return sorted_entries(entries, rules, empty_source);
+    }
+    let same_keys = |known: &KeyOrder<'py>| {
+        known.keys.len() == n
+            && known
+                .keys
+                .iter()
+                .zip(&entries)
+                .all(|(k, e)| key_object(e) == Some(k.as_ptr()))
+    };
+    let found = memo.orders.borrow().iter().position(same_keys);
+    if let Some(at) = found {
+        let orders = memo.orders.borrow();
+        apply_order(&mut entries, &orders[at].order);
+        return Ok(Node::Object {
+            entries,
+            rules,
+            empty_source,
+        });
+    }
+    let order = key_text_order(&entries);
+    let keys: Vec<Bound<'py, PyString>> = entries
+        .iter()
+        .filter_map(|e| match &e.key {
+            Text::Borrowed { owner, .. } => Some(owner.clone()),
+            _ => None,
+        })
+        .collect();
+    apply_order(&mut entries, &order);
+    if let Some(pair) = entries
+        .windows(2)
+        .find(|w| w[0].key.bytes() == w[1].key.bytes())
+    {
+        return Err(SerErrorKind::KeyCollision(
+            String::from_utf8_lossy(pair[0].key.bytes()).into_owned(),
+        )
+        .into());
+    }
+    if keys.len() == n {
+        let mut orders = memo.orders.borrow_mut();
+        let mut held: usize = orders.iter().map(|known| known.keys.len()).sum();
+        while !orders.is_empty() && (orders.len() >= MAX_ORDERS || held + n > MAX_HELD_KEYS) {
+            held -= orders.remove(0).keys.len();
+        }
+        orders.push(KeyOrder { keys, order });
+    }
+    Ok(Node::Object {
+        entries,
+        rules,
+        empty_source,
+    })
 }
 
 /// Sort by key text (code point order, which is UTF-8 byte order) and refuse two keys that
