@@ -23,8 +23,12 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use atomicjson::format::{has_surrogates, write_float, write_i64, write_str};
+use atomicjson::format::{has_surrogates, write_float, write_str};
 use atomicjson::read::{parse, parse_decoded, Json};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{push_wtf8, same_float, same_tree, write_tree};
 
 /// SplitMix64: small, fast, good enough to drive a fuzzer, and reproducible from the seed.
 struct Rng(u64);
@@ -77,28 +81,7 @@ fn push_char(rng: &mut Rng, out: &mut Vec<u8>, surrogates: bool, prev_high: &mut
         _ => 0x41,
     };
     *prev_high = (0xD800..0xDC00).contains(&cp);
-    push_cp(out, cp);
-}
-
-fn push_cp(out: &mut Vec<u8>, cp: u32) {
-    if cp < 0x80 {
-        out.push(cp as u8);
-    } else if cp < 0x800 {
-        out.extend_from_slice(&[0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]);
-    } else if cp < 0x1_0000 {
-        out.extend_from_slice(&[
-            0xE0 | (cp >> 12) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]);
-    } else {
-        out.extend_from_slice(&[
-            0xF0 | (cp >> 18) as u8,
-            0x80 | ((cp >> 12) & 0x3F) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]);
-    }
+    push_wtf8(out, cp);
 }
 
 fn random_text(rng: &mut Rng, surrogates: bool) -> Vec<u8> {
@@ -153,10 +136,6 @@ fn random_float(rng: &mut Rng) -> f64 {
     }
 }
 
-fn same_float(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits()
-}
-
 /// Python's float repr layout: "NaN"/"Infinity"/"-Infinity", or digits with a '.', or an
 /// exponent "e+XX"/"e-XX" with at least two digits and no '.' needed.
 fn python_layout(s: &str) -> bool {
@@ -203,70 +182,6 @@ fn random_tree(rng: &mut Rng, depth: u32) -> Json {
                 })
                 .collect(),
         ),
-    }
-}
-
-fn write_tree(out: &mut Vec<u8>, value: &Json, ascii: bool, indent: Option<usize>, level: usize) {
-    let newline = |out: &mut Vec<u8>, level: usize| {
-        if let Some(n) = indent {
-            out.push(b'\n');
-            out.extend(std::iter::repeat_n(b' ', n * level));
-        }
-    };
-    match value {
-        Json::Null => out.extend_from_slice(b"null"),
-        Json::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Json::Int(i) => write_i64(out, *i),
-        Json::BigInt(s) => out.extend_from_slice(s.as_bytes()),
-        Json::Float(f) => write_float(out, *f),
-        Json::Str(s) => write_str(out, s, ascii),
-        Json::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                newline(out, level + 1);
-                write_tree(out, item, ascii, indent, level + 1);
-            }
-            if !items.is_empty() {
-                newline(out, level);
-            }
-            out.push(b']');
-        }
-        Json::Object(pairs) => {
-            out.push(b'{');
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                newline(out, level + 1);
-                write_str(out, k, ascii);
-                out.extend_from_slice(b": ");
-                write_tree(out, v, ascii, indent, level + 1);
-            }
-            if !pairs.is_empty() {
-                newline(out, level);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
-/// Structural equality with floats compared bit for bit (NaN equal to NaN).
-fn same_tree(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Float(x), Json::Float(y)) => same_float(*x, *y),
-        (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_tree(a, b))
-        }
-        (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((ka, va), (kb, vb))| ka == kb && same_tree(va, vb))
-        }
-        _ => a == b,
     }
 }
 

@@ -9,6 +9,9 @@ use atomicjson::format::{has_surrogates, write_float, write_i64, write_str};
 use atomicjson::read::{parse, parse_decoded, Json};
 use proptest::prelude::*;
 
+mod common;
+use common::{push_wtf8, same_float, same_tree, write_tree};
+
 /// One Python code point: a Unicode scalar value or a lone surrogate.
 fn code_point() -> impl Strategy<Value = u32> {
     prop_oneof![
@@ -36,24 +39,6 @@ fn wtf8() -> impl Strategy<Value = Vec<u8>> {
         }
         out
     })
-}
-
-fn push_wtf8(out: &mut Vec<u8>, cp: u32) {
-    match cp {
-        0..=0x7F => out.push(cp as u8),
-        0x80..=0x7FF => out.extend([0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]),
-        0x800..=0xFFFF => out.extend([
-            0xE0 | (cp >> 12) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]),
-        _ => out.extend([
-            0xF0 | (cp >> 18) as u8,
-            0x80 | ((cp >> 12) & 0x3F) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]),
-    }
 }
 
 /// The code points of WTF-8 text (input built by `push_wtf8`, so well formed).
@@ -160,10 +145,6 @@ fn float() -> impl Strategy<Value = f64> {
     ]
 }
 
-fn same_float(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits()
-}
-
 /// A JSON tree; `finite_utf8` keeps to what every JSON parser accepts (no NaN or infinities,
 /// no lone surrogates).
 fn tree(finite_utf8: bool) -> impl Strategy<Value = Json> {
@@ -189,70 +170,6 @@ fn tree(finite_utf8: bool) -> impl Strategy<Value = Json> {
             prop::collection::vec((text(), inner), 0..8).prop_map(Json::Object),
         ]
     })
-}
-
-fn write_tree(out: &mut Vec<u8>, value: &Json, ascii: bool, indent: bool, level: usize) {
-    let newline = |out: &mut Vec<u8>, level: usize| {
-        if indent {
-            out.push(b'\n');
-            out.extend(std::iter::repeat_n(b' ', 2 * level));
-        }
-    };
-    match value {
-        Json::Null => out.extend(b"null"),
-        Json::Bool(b) => out.extend(if *b { &b"true"[..] } else { b"false" }),
-        Json::Int(i) => write_i64(out, *i),
-        Json::BigInt(s) => out.extend(s.as_bytes()),
-        Json::Float(f) => write_float(out, *f),
-        Json::Str(s) => write_str(out, s, ascii),
-        Json::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                newline(out, level + 1);
-                write_tree(out, item, ascii, indent, level + 1);
-            }
-            if !items.is_empty() {
-                newline(out, level);
-            }
-            out.push(b']');
-        }
-        Json::Object(pairs) => {
-            out.push(b'{');
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                newline(out, level + 1);
-                write_str(out, k, ascii);
-                out.extend(b": ");
-                write_tree(out, v, ascii, indent, level + 1);
-            }
-            if !pairs.is_empty() {
-                newline(out, level);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
-/// Structural equality with floats compared bit for bit.
-fn same_tree(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Float(x), Json::Float(y)) => same_float(*x, *y),
-        (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_tree(a, b))
-        }
-        (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((ka, va), (kb, vb))| ka == kb && same_tree(va, vb))
-        }
-        _ => a == b,
-    }
 }
 
 /// The same tree as serde_json reads it (object keys in document order, duplicates kept by
@@ -362,7 +279,7 @@ proptest! {
     #[test]
     fn documents_round_trip(doc in tree(false), ascii in any::<bool>(), indent in any::<bool>()) {
         let mut out = Vec::new();
-        write_tree(&mut out, &doc, ascii, indent, 0);
+        write_tree(&mut out, &doc, ascii, indent.then_some(2), 0);
         match parse(&out) {
             Ok(back) => prop_assert!(same_tree(&doc, &back), "{}", out.escape_ascii().to_string()),
             Err(err) => prop_assert!(false, "{}: {}", err, out.escape_ascii().to_string()),
@@ -374,7 +291,7 @@ proptest! {
         doc in tree(true), ascii in any::<bool>(), indent in any::<bool>()
     ) {
         let mut out = Vec::new();
-        write_tree(&mut out, &doc, ascii, indent, 0);
+        write_tree(&mut out, &doc, ascii, indent.then_some(2), 0);
         let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
             TestCaseError::fail(format!("serde_json rejected {:?}: {e}", out.escape_ascii().to_string()))
         })?;
@@ -387,7 +304,7 @@ proptest! {
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
     ) {
         let mut bytes = Vec::new();
-        write_tree(&mut bytes, &doc, false, false, 0);
+        write_tree(&mut bytes, &doc, false, None, 0);
         for (at, byte, op) in edits {
             let i = at.index(bytes.len() + 1);
             match op {
