@@ -887,15 +887,7 @@ fn sorted_str_entries<'py>(
         })
         .collect();
     apply_order(&mut entries, &order);
-    if let Some(pair) = entries
-        .windows(2)
-        .find(|w| w[0].key.bytes() == w[1].key.bytes())
-    {
-        return Err(SerErrorKind::KeyCollision(
-            String::from_utf8_lossy(pair[0].key.bytes()).into_owned(),
-        )
-        .into());
-    }
+    refuse_collisions(&entries)?;
     if keys.len() == n {
         let mut orders = memo.orders.borrow_mut();
         let mut held: usize = orders.iter().map(|known| known.keys.len()).sum();
@@ -909,6 +901,21 @@ fn sorted_str_entries<'py>(
         rules,
         empty_source,
     })
+}
+
+/// Two adjacent entries of sorted `entries` with the same key text: the legacy kept one of
+/// them silently, this refuses.
+fn refuse_collisions(entries: &[Entry<'_>]) -> Result<(), SerError> {
+    match entries
+        .windows(2)
+        .find(|w| w[0].key.bytes() == w[1].key.bytes())
+    {
+        Some(pair) => Err(SerErrorKind::KeyCollision(
+            String::from_utf8_lossy(pair[0].key.bytes()).into_owned(),
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// Sort by key text (code point order, which is UTF-8 byte order) and refuse two keys that
@@ -931,15 +938,7 @@ fn sorted_entries<'py>(
         });
     }
     sort_by_key_text(&mut entries);
-    if let Some(pair) = entries
-        .windows(2)
-        .find(|w| w[0].key.bytes() == w[1].key.bytes())
-    {
-        return Err(SerErrorKind::KeyCollision(
-            String::from_utf8_lossy(pair[0].key.bytes()).into_owned(),
-        )
-        .into());
-    }
+    refuse_collisions(&entries)?;
     Ok(Node::Object {
         entries,
         rules,
