@@ -102,7 +102,7 @@ impl<'a> KeyMemo<'a> {
                     }
                     let obj = make();
                     if !obj.is_null() {
-                        ffi::Py_IncRef(obj);
+                        ffi::Py_INCREF(obj);
                         *slot = Slot { hash, key, obj };
                         self.entries += 1;
                         if 2 * self.entries > self.slots.len() {
@@ -112,7 +112,7 @@ impl<'a> KeyMemo<'a> {
                     return obj;
                 }
                 if slot.hash == hash && slot.key == key {
-                    ffi::Py_IncRef(slot.obj);
+                    ffi::Py_INCREF(slot.obj);
                     return slot.obj;
                 }
                 i = (i + 1) & mask;
@@ -145,7 +145,7 @@ impl<'a> KeyMemo<'a> {
                 i = (i + 1) & mask;
             }
             if !placed {
-                ffi::Py_DecRef(slot.obj);
+                ffi::Py_DECREF(slot.obj);
             }
         }
     }
@@ -156,7 +156,7 @@ impl Drop for KeyMemo<'_> {
         for slot in &self.slots {
             if !slot.obj.is_null() {
                 // SAFETY: the memo owns this reference; a Builder only exists with the GIL.
-                unsafe { ffi::Py_DecRef(slot.obj) };
+                unsafe { ffi::Py_DECREF(slot.obj) };
             }
         }
     }
@@ -190,9 +190,9 @@ impl<'py, 'a> Builder<'py, 'a> {
         unsafe {
             let result = self.run(doc, &mut stack);
             for open in stack.iter().rev() {
-                ffi::Py_DecRef(open.obj);
+                ffi::Py_DECREF(open.obj);
                 if !open.key.is_null() {
-                    ffi::Py_DecRef(open.key);
+                    ffi::Py_DECREF(open.key);
                 }
             }
             result.map(|ptr| Bound::from_owned_ptr(self.py, ptr))
@@ -260,15 +260,16 @@ impl<'py, 'a> Builder<'py, 'a> {
                 if top.dict {
                     // Later duplicates replace earlier ones, as in json.loads.
                     let status = ffi::PyDict_SetItem(top.obj, top.key, obj);
-                    ffi::Py_DecRef(obj);
-                    ffi::Py_DecRef(top.key);
+                    ffi::Py_DECREF(obj);
+                    ffi::Py_DECREF(top.key);
                     top.key = std::ptr::null_mut();
                     if status != 0 {
                         return Err(PyErr::fetch(py));
                     }
                 } else {
-                    // Steals the reference; the index is in range (the list has `n` slots).
-                    ffi::PyList_SetItem(top.obj, top.index, obj);
+                    // Steals the reference; the index is in range (the list has `n` slots,
+                    // still empty).
+                    ffi::PyList_SET_ITEM(top.obj, top.index, obj);
                     top.index += 1;
                 }
                 top.left -= 1;
@@ -305,7 +306,21 @@ impl<'py, 'a> Builder<'py, 'a> {
 /// A new reference to an immortal-in-practice singleton.
 #[inline]
 unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    ffi::Py_IncRef(obj);
+    ffi::Py_INCREF(obj);
+    obj
+}
+
+/// A new str (or NULL) holding `bytes`, known to be ASCII: what json makes for them, a compact
+/// ASCII str, filled with one copy (the decoders scan the bytes again first).
+#[inline]
+unsafe fn ascii_str(bytes: &[u8]) -> *mut ffi::PyObject {
+    let obj = ffi::PyUnicode_New(bytes.len() as ffi::Py_ssize_t, 127);
+    if !obj.is_null() {
+        // A compact ASCII str keeps its characters right after its header; nobody else has
+        // seen it yet (for an empty one, the shared empty str, nothing is written).
+        let data = obj.cast::<ffi::PyASCIIObject>().add(1).cast::<u8>();
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+    }
     obj
 }
 
@@ -314,9 +329,7 @@ unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
 unsafe fn new_str(bytes: &[u8], kind: TextKind) -> *mut ffi::PyObject {
     let (ptr, len) = (bytes.as_ptr().cast(), bytes.len() as ffi::Py_ssize_t);
     match kind {
-        // ASCII is Latin-1: one scan for the widest character, then a copy (the UTF-8 decoder
-        // checks and copies ASCII word by word with more per-call work).
-        TextKind::Ascii => ffi::PyUnicode_DecodeLatin1(ptr, len, std::ptr::null()),
+        TextKind::Ascii => ascii_str(bytes),
         TextKind::Utf8 => ffi::PyUnicode_DecodeUTF8(ptr, len, std::ptr::null()),
         TextKind::Wtf8 => ffi::PyUnicode_DecodeUTF8(ptr, len, c"surrogatepass".as_ptr()),
     }
