@@ -647,7 +647,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows: List[Row] = []
         rows += serialization_rows(names, repeats, sample_time)
         rows += dumps_rows(big, repeats, sample_time)
-        rows += parse_rows(big, repeats, sample_time, work_dir)
+        rows += parse_rows(names, repeats, sample_time, work_dir)
         rows += write_floor_rows(["small"], work_dir, durable_modes=[True], rounds=rounds,
                                  per_round=per_round)
         print(markdown_table(rows))

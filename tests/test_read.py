@@ -289,6 +289,29 @@ def test_equal_keys_share_one_str_object(scratch):
         assert all(a is b for a, b in zip(first, last))
 
 
+def test_keys_kept_between_reads(scratch):
+    # Key strs are kept from one read to the next (a bounded cache, a new key evicting the one
+    # in its slot): documents that share some keys, read in turn with enough distinct keys to
+    # churn the cache, and results kept from earlier reads, all still equal json.loads's.
+    def doc(tag: str, n: int) -> bytes:
+        keys = ["id", "name", "x" * 64, "y" * 65] + [f"{tag}_{i}" for i in range(n)]
+        keys += [f"shared_{i}" for i in range(0, n, 3)]
+        return json.dumps({"rows": [{k: [k, i] for k in keys} for i in range(2)]}).encode()
+
+    kept = []
+    for rnd in range(4):
+        for tag, n in (("a", 50), ("b", 1500), ("a", 50), ("c", 700)):
+            data = doc(f"{tag}{rnd % 2}", n)
+            got = atomicjson.read_json(_file(scratch, data))
+            assert got == json.loads(data)
+            assert all(type(k) is str for k in got["rows"][0])
+            first, second = (list(row) for row in got["rows"])
+            assert all(a is b for a, b in zip(first, second))
+            kept.append((data, got))
+    for data, got in kept:
+        assert got == json.loads(data)
+
+
 def test_deep_nesting(scratch):
     for depth in (100, 900, 5000):
         data = b"[" * depth + b"]" * depth

@@ -1,5 +1,7 @@
 //! Builds Python objects from a parsed document (GIL held), as `json.loads` would.
 
+use std::sync::{Mutex, MutexGuard};
+
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -18,6 +20,71 @@ const MEMO_PROBES: usize = 16;
 pub struct Builder<'py, 'a> {
     py: Python<'py>,
     keys: KeyMemo<'a>,
+    /// The key strs kept between parses; None while another build holds them (a nested parse,
+    /// from a finalizer the garbage collector ran, say).
+    cache: Option<MutexGuard<'static, KeyCache>>,
+}
+
+/// Key strs kept from one parse to the next: the keys of the documents a program reads repeat
+/// from file to file, and a kept str has its hash cached (SipHash of each new key was ~8% of a
+/// 3 KB read) and costs no allocation and no deallocation. Direct-mapped, a new key replaces
+/// the one in its slot; only ASCII keys of at most `CACHED_KEY_MAX` bytes, so at most
+/// `KEY_CACHE_SLOTS` small strs stay alive. Equal keys of one document share one str through
+/// the `KeyMemo` whatever this cache does, as in json.loads; across documents they may share
+/// one too (strs are immutable).
+pub struct KeyCache {
+    slots: Vec<CachedKey>,
+}
+
+const KEY_CACHE_SLOTS: usize = 1024;
+const CACHED_KEY_MAX: usize = 64;
+
+#[derive(Clone, Copy)]
+struct CachedKey {
+    hash: u64,
+    /// A compact ASCII str owned by the cache, or null.
+    obj: *mut ffi::PyObject,
+}
+
+// SAFETY: the strs are only touched with the GIL held (by a Builder), and never released.
+unsafe impl Send for CachedKey {}
+
+static KEY_CACHE: Mutex<KeyCache> = Mutex::new(KeyCache { slots: Vec::new() });
+
+impl KeyCache {
+    /// A new reference to the cached str equal to the ASCII `key`, made and cached if needed.
+    unsafe fn get(&mut self, key: &[u8], hash: u64) -> *mut ffi::PyObject {
+        if key.len() > CACHED_KEY_MAX {
+            return ascii_str(key);
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![
+                CachedKey {
+                    hash: 0,
+                    obj: std::ptr::null_mut()
+                };
+                KEY_CACHE_SLOTS
+            ];
+        }
+        let slot = &mut self.slots[hash as usize & (KEY_CACHE_SLOTS - 1)];
+        if !slot.obj.is_null() && slot.hash == hash {
+            let ascii = slot.obj.cast::<ffi::PyASCIIObject>();
+            let len = (*ascii).length as usize;
+            if std::slice::from_raw_parts(ascii.add(1).cast::<u8>(), len) == key {
+                ffi::Py_INCREF(slot.obj);
+                return slot.obj;
+            }
+        }
+        let obj = ascii_str(key);
+        if !obj.is_null() {
+            ffi::Py_INCREF(obj);
+            let old = std::mem::replace(slot, CachedKey { hash, obj });
+            if !old.obj.is_null() {
+                ffi::Py_DECREF(old.obj);
+            }
+        }
+        obj
+    }
 }
 
 /// Keys repeat across the objects of a document (records of one shape); `json.loads` gives
@@ -70,7 +137,11 @@ fn key_hash(b: &[u8]) -> u64 {
         };
         h = (h ^ w).wrapping_mul(K);
     }
-    h ^ h >> 31
+    // A last multiply of the folded value: bytes that differ only in the top of a word (the
+    // last digits of "k0000001", "b0_116") otherwise change only the top bits, and the memo
+    // indexes by bits 32 and up (all such keys fell in one probe run and went unshared).
+    let g = (h ^ h >> 32).wrapping_mul(K);
+    g ^ g >> 32
 }
 
 impl<'a> KeyMemo<'a> {
@@ -83,12 +154,13 @@ impl<'a> KeyMemo<'a> {
         }
     }
 
-    /// The shared str for `key` (a new reference), made by `make` the first time.
+    /// The shared str for `key` (a new reference), made by `make` (given the key's hash) the
+    /// first time.
     #[inline]
     unsafe fn get(
         &mut self,
         key: &'a [u8],
-        make: impl FnOnce() -> *mut ffi::PyObject,
+        make: impl FnOnce(u64) -> *mut ffi::PyObject,
     ) -> *mut ffi::PyObject {
         let hash = key_hash(key);
         loop {
@@ -98,11 +170,11 @@ impl<'a> KeyMemo<'a> {
                 let slot = &mut self.slots[i];
                 if slot.obj.is_null() {
                     if self.entries >= MEMO_ENTRIES {
-                        return make();
+                        return make(hash);
                     }
-                    let obj = make();
+                    let obj = make(hash);
                     if !obj.is_null() {
-                        ffi::Py_IncRef(obj);
+                        ffi::Py_INCREF(obj);
                         *slot = Slot { hash, key, obj };
                         self.entries += 1;
                         if 2 * self.entries > self.slots.len() {
@@ -112,14 +184,14 @@ impl<'a> KeyMemo<'a> {
                     return obj;
                 }
                 if slot.hash == hash && slot.key == key {
-                    ffi::Py_IncRef(slot.obj);
+                    ffi::Py_INCREF(slot.obj);
                     return slot.obj;
                 }
                 i = (i + 1) & mask;
             }
             // A run of collisions: a larger table spreads it, up to the size limit.
             if self.slots.len() >= MEMO_SLOTS {
-                return make();
+                return make(hash);
             }
             self.grow();
         }
@@ -145,7 +217,7 @@ impl<'a> KeyMemo<'a> {
                 i = (i + 1) & mask;
             }
             if !placed {
-                ffi::Py_DecRef(slot.obj);
+                ffi::Py_DECREF(slot.obj);
             }
         }
     }
@@ -156,7 +228,7 @@ impl Drop for KeyMemo<'_> {
         for slot in &self.slots {
             if !slot.obj.is_null() {
                 // SAFETY: the memo owns this reference; a Builder only exists with the GIL.
-                unsafe { ffi::Py_DecRef(slot.obj) };
+                unsafe { ffi::Py_DECREF(slot.obj) };
             }
         }
     }
@@ -178,6 +250,7 @@ impl<'py, 'a> Builder<'py, 'a> {
         Builder {
             py,
             keys: KeyMemo::new(keys),
+            cache: KEY_CACHE.try_lock().ok(),
         }
     }
 
@@ -190,9 +263,9 @@ impl<'py, 'a> Builder<'py, 'a> {
         unsafe {
             let result = self.run(doc, &mut stack);
             for open in stack.iter().rev() {
-                ffi::Py_DecRef(open.obj);
+                ffi::Py_DECREF(open.obj);
                 if !open.key.is_null() {
-                    ffi::Py_DecRef(open.key);
+                    ffi::Py_DECREF(open.key);
                 }
             }
             result.map(|ptr| Bound::from_owned_ptr(self.py, ptr))
@@ -260,15 +333,16 @@ impl<'py, 'a> Builder<'py, 'a> {
                 if top.dict {
                     // Later duplicates replace earlier ones, as in json.loads.
                     let status = ffi::PyDict_SetItem(top.obj, top.key, obj);
-                    ffi::Py_DecRef(obj);
-                    ffi::Py_DecRef(top.key);
+                    ffi::Py_DECREF(obj);
+                    ffi::Py_DECREF(top.key);
                     top.key = std::ptr::null_mut();
                     if status != 0 {
                         return Err(PyErr::fetch(py));
                     }
                 } else {
-                    // Steals the reference; the index is in range (the list has `n` slots).
-                    ffi::PyList_SetItem(top.obj, top.index, obj);
+                    // Steals the reference; the index is in range (the list has `n` slots,
+                    // still empty).
+                    ffi::PyList_SET_ITEM(top.obj, top.index, obj);
                     top.index += 1;
                 }
                 top.left -= 1;
@@ -294,7 +368,11 @@ impl<'py, 'a> Builder<'py, 'a> {
         let Value::Str(bytes, kind) = doc.value(i) else {
             unreachable!("object keys are strings");
         };
-        let obj = self.keys.get(bytes, || new_str(bytes, kind));
+        let cache = &mut self.cache;
+        let obj = self.keys.get(bytes, |hash| match (kind, cache) {
+            (TextKind::Ascii, Some(cache)) => cache.get(bytes, hash),
+            _ => new_str(bytes, kind),
+        });
         if obj.is_null() {
             return Err(PyErr::fetch(self.py));
         }
@@ -305,7 +383,21 @@ impl<'py, 'a> Builder<'py, 'a> {
 /// A new reference to an immortal-in-practice singleton.
 #[inline]
 unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    ffi::Py_IncRef(obj);
+    ffi::Py_INCREF(obj);
+    obj
+}
+
+/// A new str (or NULL) holding `bytes`, known to be ASCII: what json makes for them, a compact
+/// ASCII str, filled with one copy (the decoders scan the bytes again first).
+#[inline]
+unsafe fn ascii_str(bytes: &[u8]) -> *mut ffi::PyObject {
+    let obj = ffi::PyUnicode_New(bytes.len() as ffi::Py_ssize_t, 127);
+    if !obj.is_null() {
+        // A compact ASCII str keeps its characters right after its header; nobody else has
+        // seen it yet (for an empty one, the shared empty str, nothing is written).
+        let data = obj.cast::<ffi::PyASCIIObject>().add(1).cast::<u8>();
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+    }
     obj
 }
 
@@ -314,9 +406,7 @@ unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
 unsafe fn new_str(bytes: &[u8], kind: TextKind) -> *mut ffi::PyObject {
     let (ptr, len) = (bytes.as_ptr().cast(), bytes.len() as ffi::Py_ssize_t);
     match kind {
-        // ASCII is Latin-1: one scan for the widest character, then a copy (the UTF-8 decoder
-        // checks and copies ASCII word by word with more per-call work).
-        TextKind::Ascii => ffi::PyUnicode_DecodeLatin1(ptr, len, std::ptr::null()),
+        TextKind::Ascii => ascii_str(bytes),
         TextKind::Utf8 => ffi::PyUnicode_DecodeUTF8(ptr, len, std::ptr::null()),
         TextKind::Wtf8 => ffi::PyUnicode_DecodeUTF8(ptr, len, c"surrogatepass".as_ptr()),
     }
