@@ -19,7 +19,7 @@ mod python;
 mod _core {
     #[pymodule_export]
     use crate::python::api::{
-        _forget_locks_after_fork, canonical_bytes, cleanup_temp_files, loads, lock_holders,
+        _forget_locks_after_fork, canonical_bytes, cleanup_temp_files, dumps, loads, lock_holders,
         lock_path_for, read_json, sanitize, set_lock_wait_warning, write_bytes, write_json,
         Encoding, FileLock,
     };

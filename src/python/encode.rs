@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use super::errors::{SerError, SerErrorKind};
 use super::known::{self, Elem, Kind};
 use super::sanitize::{big_int_repr, classify, json_key, small_int, Entry, Node, Profile, Rules};
-use super::text::{PyUnicode_AsUTF8AndSize, Text};
+use super::text::{str_utf8, Text};
 use crate::format;
 
 /// Nesting limit: deeper than Python's own `json` goes with its default recursion limit, and
@@ -237,6 +237,10 @@ impl<'a, 'py> Encoder<'a, 'py> {
             return true;
         }
         if std::ptr::eq(ty, &raw mut ffi::PyLong_Type) {
+            if let Some(v) = compact_int(ptr) {
+                format::write_i64(&mut self.out, v);
+                return true;
+            }
             let mut overflow = 0;
             let v = ffi::PyLong_AsLongLongAndOverflow(ptr, &mut overflow);
             // -1 with an error cannot happen for an exact int; overflow goes to classify.
@@ -766,19 +770,49 @@ fn prefetch(ptr: *mut ffi::PyObject) {
     let _ = ptr;
 }
 
-/// The UTF-8 text a str caches (no copy); `None` for a str holding lone surrogates.
+/// The value of an int of at most one digit, read from the object (no call); `None` for
+/// larger ones. The digits follow the variable-size header (refcount, type, then the size or
+/// tag); 64-bit builds of CPython store 30-bit digits in 32-bit words.
+/// 3.9-3.11: `ob_size` is the signed digit count (0 has no digit at all).
 ///
 /// # Safety
-/// `ptr` is a live str; the slice lives as long as the object.
+/// `ptr` is a live exact int.
+#[cfg(all(target_pointer_width = "64", not(any(Py_3_12, PyPy, GraalPy))))]
 #[inline(always)]
-unsafe fn str_utf8<'s>(ptr: *mut ffi::PyObject) -> Option<&'s [u8]> {
-    let mut size: ffi::Py_ssize_t = 0;
-    let utf8 = PyUnicode_AsUTF8AndSize(ptr, &mut size);
-    if utf8.is_null() {
-        ffi::PyErr_Clear();
+unsafe fn compact_int(ptr: *mut ffi::PyObject) -> Option<i64> {
+    let digit0 = || i64::from(*ptr.cast::<u8>().add(24).cast::<u32>());
+    match (*ptr.cast::<ffi::PyVarObject>()).ob_size {
+        0 => Some(0),
+        1 => Some(digit0()),
+        -1 => Some(-digit0()),
+        _ => None,
+    }
+}
+
+/// As above; 3.12-3.13: `lv_tag` is the digit count << 3 | the sign (0 positive, 1 zero, 2
+/// negative), and a compact value (at most one digit) keeps digit 0, which is 0 for zero.
+///
+/// # Safety
+/// `ptr` is a live exact int.
+#[cfg(all(target_pointer_width = "64", Py_3_12, not(any(Py_3_14, PyPy, GraalPy))))]
+#[inline(always)]
+unsafe fn compact_int(ptr: *mut ffi::PyObject) -> Option<i64> {
+    let tag = *ptr.cast::<u8>().add(16).cast::<usize>();
+    if tag >= 2 << 3 {
         return None;
     }
-    Some(std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize))
+    let digit0 = i64::from(*ptr.cast::<u8>().add(24).cast::<u32>());
+    Some((1 - (tag & 3) as i64) * digit0)
+}
+
+/// Where the int layout is not known here (3.14 on, PyPy, GraalPy, 32-bit): always the call.
+///
+/// # Safety
+/// Nothing is read.
+#[cfg(not(all(target_pointer_width = "64", not(any(Py_3_14, PyPy, GraalPy)))))]
+#[inline(always)]
+unsafe fn compact_int(_ptr: *mut ffi::PyObject) -> Option<i64> {
+    None
 }
 
 /// An exact `str`, `int`, `float`, `bool` or `None`: written without running Python code.
