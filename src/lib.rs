@@ -28,6 +28,7 @@ mod _core {
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
         m.add("MAX_DEPTH", crate::python::encode::MAX_DEPTH)?;
+        crate::python::encode::detect_int_layout(m.py())?;
         Ok(())
     }
 }

@@ -855,9 +855,24 @@ unsafe fn dict_next(
     ffi::PyDict_Next(dict, pos, key, value) != 0
 }
 
+/// CPython stores ints in 30-bit digits (32-bit words) unless built with
+/// `--enable-big-digits=15`; `compact_int` reads digits only when `sys.int_info` said 30.
+static THIRTY_BIT_DIGITS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads `sys.int_info.bits_per_digit` (at import).
+pub fn detect_int_layout(py: Python<'_>) -> PyResult<()> {
+    let bits: u32 = py
+        .import("sys")?
+        .getattr("int_info")?
+        .getattr("bits_per_digit")?
+        .extract()?;
+    THIRTY_BIT_DIGITS.store(bits == 30, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
 /// The value of an int of at most one digit, read from the object (no call); `None` for
-/// larger ones. The digits follow the variable-size header (refcount, type, then the size or
-/// tag); 64-bit builds of CPython store 30-bit digits in 32-bit words.
+/// larger ones and with 15-bit digits. The digits follow the variable-size header (refcount,
+/// type, then the size or tag).
 /// 3.9-3.11: `ob_size` is the signed digit count (0 has no digit at all).
 ///
 /// # Safety
@@ -865,6 +880,9 @@ unsafe fn dict_next(
 #[cfg(all(target_pointer_width = "64", not(any(Py_3_12, PyPy, GraalPy))))]
 #[inline(always)]
 unsafe fn compact_int(ptr: *mut ffi::PyObject) -> Option<i64> {
+    if !THIRTY_BIT_DIGITS.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     let digit0 = || i64::from(*ptr.cast::<u8>().add(24).cast::<u32>());
     match (*ptr.cast::<ffi::PyVarObject>()).ob_size {
         0 => Some(0),
@@ -882,6 +900,9 @@ unsafe fn compact_int(ptr: *mut ffi::PyObject) -> Option<i64> {
 #[cfg(all(target_pointer_width = "64", Py_3_12, not(any(Py_3_14, PyPy, GraalPy))))]
 #[inline(always)]
 unsafe fn compact_int(ptr: *mut ffi::PyObject) -> Option<i64> {
+    if !THIRTY_BIT_DIGITS.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     let tag = *ptr.cast::<u8>().add(16).cast::<usize>();
     if tag >= 2 << 3 {
         return None;
