@@ -442,19 +442,15 @@ fn write_float_rare(out: &mut Vec<u8>, value: f64) {
             Some((&sign @ (b'-' | b'+'), rest)) => (sign, rest),
             _ => (b'+', exponent),
         };
-        let mut buf = [0u8; 32];
-        let mut len = mantissa.len();
-        buf[..len].copy_from_slice(mantissa);
-        buf[len] = b'e';
-        buf[len + 1] = exp_sign;
-        len += 2;
-        if exp_digits.len() < 2 {
-            buf[len] = b'0';
-            len += 1;
-        }
-        buf[len..len + exp_digits.len()].copy_from_slice(exp_digits);
-        len += exp_digits.len();
-        append(out, &buf[..len]);
+        // Two short copies of known bounds (`append`), no copy through a scratch buffer.
+        append(out, mantissa);
+        let exp = match *exp_digits {
+            [d] => [b'e', exp_sign, b'0', d, 0],
+            [d1, d2] => [b'e', exp_sign, d1, d2, 0],
+            [d1, d2, d3] => [b'e', exp_sign, d1, d2, d3],
+            _ => unreachable!("a double's decimal exponent has 1 to 3 digits"),
+        };
+        append(out, &exp[..2 + exp_digits.len().max(2)]);
     } else if body.starts_with(b"0.0000") {
         // Decimal exponent -5, written "0.0000ddd": Python wants "d.dde-05".
         let digits = &body[6..];

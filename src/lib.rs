@@ -19,7 +19,7 @@ mod python;
 mod _core {
     #[pymodule_export]
     use crate::python::api::{
-        _forget_locks_after_fork, canonical_bytes, cleanup_temp_files, loads, lock_holders,
+        _forget_locks_after_fork, canonical_bytes, cleanup_temp_files, dumps, loads, lock_holders,
         lock_path_for, read_json, sanitize, set_lock_wait_warning, write_bytes, write_json,
         Encoding, FileLock,
     };
@@ -28,6 +28,7 @@ mod _core {
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
         m.add("MAX_DEPTH", crate::python::encode::MAX_DEPTH)?;
+        crate::python::encode::detect_int_layout(m.py())?;
         Ok(())
     }
 }

@@ -2,10 +2,12 @@
 written straight from the dict when no callback can run (and with the next entry prefetched in
 dicts of 8 or more entries), the one-pass string copy (every length around its word sizes,
 escapes at every position), floats at the edges of the fixed layout, ints at the 64-bit edges,
-and the ASCII result string."""
+and the ASCII result string; the strs, one-digit ints and dict tables read in place, and the
+keywords of the ``dumps`` function itself."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from typing import Any, Dict, List
@@ -159,3 +161,78 @@ def test_circular_large_dict(check_circular):
        st.sampled_from(KEYWORDS))
 def test_large_dicts_match_json_dumps(obj, kwargs):
     assert_same_as_json(obj, **kwargs)
+
+
+# One-digit ints are read from the object: around the 30-bit digit, and zero.
+ONE_DIGIT_EDGES = [v + d for v in (0, 2**30, -(2**30), 2**60, -(2**60)) for d in (-2, -1, 0, 1, 2)]
+
+
+def test_ints_around_one_digit():
+    values = list(range(-300, 300)) + ONE_DIGIT_EDGES
+    assert_same_as_json(values)
+    assert_same_as_json({f"k{v}": v for v in values})
+    assert_same_as_json([IntSub(v) for v in ONE_DIGIT_EDGES])
+
+
+class _Slots:
+    def __init__(self) -> None:
+        self.a = 1
+        self.b = "two"
+        self.c = [3.0, {"d": None}]
+
+
+def _with_holes(d: Dict[Any, Any], step: int) -> Dict[Any, Any]:
+    for k in list(d)[::step]:
+        del d[k]
+    return d
+
+
+def test_dict_tables():
+    """Combined tables of str keys and of other keys, with deleted entries, with 1-, 2- and
+    4-byte hash indices, and split tables (instance dicts)."""
+    shared = _Slots().__dict__
+    unshared: Dict[Any, Any] = _Slots().__dict__
+    unshared[1] = "non-str key: the table is no longer split"
+    cases: List[Any] = [
+        shared, unshared, [shared, _Slots().__dict__],
+        _with_holes({f"k{i}": i for i in range(40)}, 3),
+        _with_holes({i: str(i) for i in range(40)}, 2),
+        _with_holes({f"k{i}": i for i in range(5)}, 1),
+        {f"k{i}": i for i in range(200)},
+        {i: i for i in range(70_000)},
+        {1: "a", "b": 2, 2.5: None, None: True, True: [], False: {}},
+    ]
+    for case in cases:
+        assert_same_as_json(case)
+        assert_same_as_json({"outer": case, "list": [case]})
+
+
+def test_str_kinds():
+    """Compact ASCII strs are read in place; other kinds through their UTF-8 text."""
+    texts = ["", "a", "plain ascii " * 5, "caf\u00e9", "\u0100" * 20, "\U0001f600x", "\ud800",
+             StrSub("sub"), "x" * 100 + "\u00ff"]
+    for text in texts:
+        assert_same_as_json([text, {text: text}])
+        assert_same_as_json({text: [text]}, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("flag", ["skipkeys", "ensure_ascii", "check_circular", "allow_nan",
+                                  "sort_keys"])
+@pytest.mark.parametrize("value", [0, 1, None, "", "yes", [], [0]], ids=repr)
+def test_keyword_flags_by_truth_value(flag, value):
+    obj = {"b": "\u00e9", "a": [1.5, math.nan], (1, 2): 3}
+    assert_same_as_json(obj, **{flag: value, "skipkeys": flag != "skipkeys" or value})
+
+
+def test_dumps_signature():
+    def keywords(fn: Any) -> List[Any]:
+        return [(p.name, p.default, p.kind) for p in inspect.signature(fn).parameters.values()
+                if p.name not in ("cls", "kw")]
+
+    assert keywords(atomicjson.dumps) == keywords(json.dumps)
+    positional: Any = ({}, 2)
+    unknown: Any = {"nope": True}
+    with pytest.raises(TypeError):
+        atomicjson.dumps(*positional)
+    with pytest.raises(TypeError):
+        atomicjson.dumps({}, **unknown)

@@ -215,20 +215,9 @@ def _dumps_encoding(skipkeys: bool, ensure_ascii: bool, check_circular: bool, al
                           separators=separators, default=default, sort_keys=sort_keys)
 
 
-def dumps(obj: Any, *, skipkeys: bool = False, ensure_ascii: bool = True,
-          check_circular: bool = True, allow_nan: bool = True,
-          indent: Union[None, int, str] = None, separators: Optional[Tuple[str, str]] = None,
-          default: Optional[Callable[[Any], Any]] = None, sort_keys: bool = False) -> str:
-    """Exactly what ``json.dumps`` returns for the same arguments, computed in Rust.
-
-    Raises where ``json.dumps`` raises, with an exception of the same built-in class that is
-    also an :class:`AtomicJsonError` (``TypeError`` for unsupported values and keys or keys
-    that do not sort, ``ValueError`` for circular data and NaN with ``allow_nan=False``,
-    ``RecursionError`` for nesting deeper than :data:`MAX_DEPTH`). Exceptions raised by
-    ``default`` pass through unchanged, as in ``json.dumps``.
-    """
-    return _dumps_encoding(skipkeys, ensure_ascii, check_circular, allow_nan, indent,
-                           separators, default, sort_keys).dumps(obj)
+# In Rust with its keywords (``_core.dumps``): a Python wrapper's frame, with its eight
+# keyword defaults, cost about as much as encoding a small document.
+dumps = _core.dumps
 
 
 def write_dumps(path: PathArg, obj: Any, *, lock_timeout: Optional[float] = 30.0,

@@ -200,6 +200,30 @@ impl Encoding {
         Ok((out, encoder.has_surrogates))
     }
 
+    /// `json.dumps`' default keywords (what `dumps` uses when given none).
+    fn json_defaults() -> &'static Encoding {
+        static DEFAULTS: OnceLock<Encoding> = OnceLock::new();
+        DEFAULTS.get_or_init(|| {
+            Encoding::new(
+                "json", None, None, true, true, false, false, true, None, false,
+            )
+            .expect("json.dumps' default keywords are valid")
+        })
+    }
+
+    /// The text as `json.dumps` returns it.
+    fn dumps_text<'py>(
+        &self,
+        py: Python<'py>,
+        obj: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (bytes, _) = self.encode_to_vec(py, obj, None)?;
+        if self.ascii_output {
+            return ascii_to_str(py, &bytes);
+        }
+        wtf8_to_str(py, &bytes)
+    }
+
     fn write_to(
         &self,
         py: Python<'_>,
@@ -309,11 +333,7 @@ impl Encoding {
 
     /// The encoded document as str, exactly as `json.dumps` returns it.
     fn dumps<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let (bytes, _) = self.encode_to_vec(py, obj, None)?;
-        if self.ascii_output {
-            return ascii_to_str(py, &bytes);
-        }
-        wtf8_to_str(py, &bytes)
+        self.dumps_text(py, obj)
     }
 
     /// Encode, then write atomically (under the sidecar lock when `locked`).
@@ -417,6 +437,71 @@ fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) ->
         Ok(())
     })
     .map_err(|f| f.into_pyerr(py))
+}
+
+/// A keyword flag read by truth value, as `json.dumps` reads its flags (`sort_keys=1`).
+pub struct Truth(bool);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Truth {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        obj.is_truthy().map(Truth)
+    }
+}
+
+/// Exactly what ``json.dumps`` returns for the same arguments, computed in Rust.
+///
+/// Raises where ``json.dumps`` raises, with an exception of the same built-in class that is
+/// also an :class:`AtomicJsonError` (``TypeError`` for unsupported values and keys or keys
+/// that do not sort, ``ValueError`` for circular data and NaN with ``allow_nan=False``,
+/// ``RecursionError`` for nesting deeper than :data:`MAX_DEPTH`). Exceptions raised by
+/// ``default`` pass through unchanged, as in ``json.dumps``.
+// A function of its own rather than a Python wrapper around `Encoding`: a Python frame with
+// eight keyword defaults cost about as much as encoding a small document.
+#[pyfunction]
+#[pyo3(signature = (obj, *, skipkeys=Truth(false), ensure_ascii=Truth(true),
+    check_circular=Truth(true), allow_nan=Truth(true), indent=None, separators=None,
+    default=None, sort_keys=Truth(false)),
+    text_signature = "(obj, *, skipkeys=False, ensure_ascii=True, check_circular=True, \
+        allow_nan=True, indent=None, separators=None, default=None, sort_keys=False)")]
+#[allow(clippy::too_many_arguments)]
+pub fn dumps<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    skipkeys: Truth,
+    ensure_ascii: Truth,
+    check_circular: Truth,
+    allow_nan: Truth,
+    indent: Option<&Bound<'py, PyAny>>,
+    separators: Option<&Bound<'py, PyAny>>,
+    default: Option<Py<PyAny>>,
+    sort_keys: Truth,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !skipkeys.0
+        && ensure_ascii.0
+        && check_circular.0
+        && allow_nan.0
+        && indent.is_none()
+        && separators.is_none()
+        && default.is_none()
+        && !sort_keys.0
+    {
+        return Encoding::json_defaults().dumps_text(py, obj);
+    }
+    Encoding::new(
+        "json",
+        indent,
+        separators,
+        ensure_ascii.0,
+        allow_nan.0,
+        sort_keys.0,
+        skipkeys.0,
+        check_circular.0,
+        default,
+        false,
+    )?
+    .dumps_text(py, obj)
 }
 
 /// The exact bytes `write_json` writes for `data`: both legacy sanitizing passes, then

@@ -25,20 +25,43 @@ pub enum Text<'py> {
     Wtf8(Vec<u8>),
 }
 
+/// The UTF-8 text of a str (no copy): its characters for a compact ASCII str, else the UTF-8
+/// buffer CPython caches in it. `None` (no error set) for a str holding lone surrogates.
+///
+/// # Safety
+/// `ptr` is a live str (or subclass) object; the slice lives as long as the object.
+#[inline(always)]
+pub unsafe fn str_utf8<'s>(ptr: *mut ffi::PyObject) -> Option<&'s [u8]> {
+    // The characters of a compact ASCII str follow its header, and ASCII is UTF-8: no call.
+    // Only where pyo3 knows the header's bit fields (not 3.14's, not PyPy's or GraalPy's).
+    #[cfg(not(any(Py_3_14, PyPy, GraalPy)))]
+    if ffi::PyUnicode_IS_COMPACT_ASCII(ptr) != 0 {
+        let data = ptr.cast::<ffi::PyASCIIObject>().add(1).cast::<u8>();
+        return Some(std::slice::from_raw_parts(
+            data,
+            ffi::PyUnicode_GET_LENGTH(ptr) as usize,
+        ));
+    }
+    let mut size: ffi::Py_ssize_t = 0;
+    let utf8 = PyUnicode_AsUTF8AndSize(ptr, &mut size);
+    if utf8.is_null() {
+        ffi::PyErr_Clear();
+        return None;
+    }
+    Some(std::slice::from_raw_parts(utf8.cast::<u8>(), size as usize))
+}
+
 impl<'py> Text<'py> {
     pub fn from_str_object(s: &Bound<'py, PyString>) -> Result<Text<'py>, SerError> {
-        let mut size: ffi::Py_ssize_t = 0;
-        // SAFETY: s is a live str (or subclass) object.
-        let ptr = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
-        if !ptr.is_null() {
+        // SAFETY: s is a live str (or subclass) object, kept alive by the value returned.
+        if let Some(text) = unsafe { str_utf8(s.as_ptr()) } {
             return Ok(Text::Borrowed {
                 owner: s.clone(),
-                ptr: ptr.cast(),
-                len: size as usize,
+                ptr: text.as_ptr(),
+                len: text.len(),
             });
         }
         // Only lone surrogates make the UTF-8 conversion fail.
-        drop(PyErr::fetch(s.py()));
         let encoded =
             s.call_method1(pyo3::intern!(s.py(), "encode"), ("utf-8", "surrogatepass"))?;
         let bytes: Vec<u8> = encoded.extract()?;
