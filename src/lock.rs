@@ -1326,7 +1326,10 @@ mod tests {
     fn waiter_wakes_within_milliseconds_of_release() {
         let dir = TempDir::new("wake");
         let path = dir.path("a.lock");
-        for _ in 0..5 {
+        // A loaded machine may delay one round's wake-up; a polling waiter (the legacy 100 ms
+        // poll) would rarely be this fast in most rounds.
+        let mut delays = Vec::new();
+        for _ in 0..7 {
             let held = get(&path, 1, None).unwrap();
             let (tx, rx) = mpsc::channel();
             let waiter = {
@@ -1344,9 +1347,13 @@ mod tests {
             let released = Instant::now();
             drop(held);
             let acquired = waiter.join().unwrap();
-            let delay = acquired.duration_since(released);
-            assert!(delay < Duration::from_millis(50), "{delay:?}");
+            delays.push(acquired.duration_since(released));
         }
+        let fast = delays
+            .iter()
+            .filter(|d| **d < Duration::from_millis(25))
+            .count();
+        assert!(fast >= 5, "{delays:?}");
     }
 
     #[test]
