@@ -365,21 +365,10 @@ fn sorted_by_str<'py>(obj: &Bound<'py, PyAny>) -> Result<Vec<Bound<'py, PyAny>>,
         let item = item?;
         keyed.push((str_of(&item)?, item));
     }
-    // Stable: equal texts keep their iteration order (the position breaks ties); the 16-byte
-    // prefixes decide most pairs without a full compare, as for dict keys.
-    let mut order: Vec<(u128, usize)> = keyed
-        .iter()
-        .enumerate()
-        .map(|(i, (text, _))| (key_prefix(text.bytes()), i))
-        .collect();
-    order.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| keyed[a.1].0.bytes().cmp(keyed[b.1].0.bytes()))
-            .then(a.1.cmp(&b.1))
-    });
+    let order = text_order(keyed.len(), |i| keyed[i].0.bytes());
     let mut items: Vec<Option<Bound<'py, PyAny>>> =
         keyed.into_iter().map(|(_, v)| Some(v)).collect();
-    Ok(order.iter().filter_map(|&(_, i)| items[i].take()).collect())
+    Ok(order.iter().filter_map(|&i| items[i].take()).collect())
 }
 
 /// The first legacy pass; what it leaves unchanged goes on to the artifact pass.
@@ -769,18 +758,20 @@ fn key_prefix(key: &[u8]) -> u128 {
     u128::from_be_bytes(head)
 }
 
-/// The positions of `entries` in key text order. Comparing 16-byte prefixes as integers
-/// decides nearly all pairs of the long feature-name keys without a `memcmp` call; equal
-/// prefixes compare in full.
+/// The positions of `entries` in key text order.
 fn key_text_order(entries: &[Entry<'_>]) -> Vec<usize> {
-    let mut order: Vec<(u128, usize)> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (key_prefix(e.key.bytes()), i))
-        .collect();
+    text_order(entries.len(), |i| entries[i].key.bytes())
+}
+
+/// The positions `0..n` in the order of their texts, stable (equal texts keep their order).
+/// Comparing 16-byte prefixes as integers decides nearly all pairs of the long feature-name
+/// keys without a `memcmp` call; equal prefixes compare in full.
+fn text_order<'t>(n: usize, text: impl Fn(usize) -> &'t [u8]) -> Vec<usize> {
+    let mut order: Vec<(u128, usize)> = (0..n).map(|i| (key_prefix(text(i)), i)).collect();
     order.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
-            .then_with(|| entries[a.1].key.bytes().cmp(entries[b.1].key.bytes()))
+            .then_with(|| text(a.1).cmp(text(b.1)))
+            .then(a.1.cmp(&b.1))
     });
     order.into_iter().map(|(_, i)| i).collect()
 }
