@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use super::text::new_ascii_str;
 use crate::read::{Document, TextKind, Value};
 
 /// Distinct keys memoized per document: bounds the table (and the work a file crafted for hash
@@ -55,7 +56,7 @@ impl KeyCache {
     /// A new reference to the cached str equal to the ASCII `key`, made and cached if needed.
     unsafe fn get(&mut self, key: &[u8], hash: u64) -> *mut ffi::PyObject {
         if key.len() > CACHED_KEY_MAX {
-            return ascii_str(key);
+            return new_ascii_str(key);
         }
         if self.slots.is_empty() {
             self.slots = vec![
@@ -75,7 +76,7 @@ impl KeyCache {
                 return slot.obj;
             }
         }
-        let obj = ascii_str(key);
+        let obj = new_ascii_str(key);
         if !obj.is_null() {
             ffi::Py_INCREF(obj);
             let old = std::mem::replace(slot, CachedKey { hash, obj });
@@ -387,26 +388,12 @@ unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
     obj
 }
 
-/// A new str (or NULL) holding `bytes`, known to be ASCII: what json makes for them, a compact
-/// ASCII str, filled with one copy (the decoders scan the bytes again first).
-#[inline]
-unsafe fn ascii_str(bytes: &[u8]) -> *mut ffi::PyObject {
-    let obj = ffi::PyUnicode_New(bytes.len() as ffi::Py_ssize_t, 127);
-    if !obj.is_null() {
-        // A compact ASCII str keeps its characters right after its header; nobody else has
-        // seen it yet (for an empty one, the shared empty str, nothing is written).
-        let data = obj.cast::<ffi::PyASCIIObject>().add(1).cast::<u8>();
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
-    }
-    obj
-}
-
 /// A new str (or NULL with an exception set) from the text of a string node.
 #[inline]
 unsafe fn new_str(bytes: &[u8], kind: TextKind) -> *mut ffi::PyObject {
     let (ptr, len) = (bytes.as_ptr().cast(), bytes.len() as ffi::Py_ssize_t);
     match kind {
-        TextKind::Ascii => ascii_str(bytes),
+        TextKind::Ascii => new_ascii_str(bytes),
         TextKind::Utf8 => ffi::PyUnicode_DecodeUTF8(ptr, len, std::ptr::null()),
         TextKind::Wtf8 => ffi::PyUnicode_DecodeUTF8(ptr, len, c"surrogatepass".as_ptr()),
     }

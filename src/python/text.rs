@@ -96,24 +96,30 @@ impl<'py> Text<'py> {
     }
 }
 
-/// A str of ASCII text: made at its final size and filled with one copy, without the
-/// decoder's scan (the `ensure_ascii` output of `dumps`).
-pub fn ascii_to_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+/// A new str (or NULL with an exception set) holding `bytes`, known to be ASCII: what json
+/// makes for them, a compact ASCII str, made at its final size and filled with one copy (the
+/// decoders scan the bytes again first). Used for `dumps`' `ensure_ascii` output and for the
+/// ASCII strings `read_json` builds.
+///
+/// # Safety
+/// `bytes` is ASCII; the GIL is held.
+#[inline]
+pub unsafe fn new_ascii_str(bytes: &[u8]) -> *mut ffi::PyObject {
     debug_assert!(bytes.is_ascii());
-    // SAFETY: PyUnicode_New with a maximum character below 128 makes a compact ASCII str of
-    // `len` one-byte characters, which is filled before anyone else sees it.
-    unsafe {
-        let obj = ffi::PyUnicode_New(bytes.len() as ffi::Py_ssize_t, 127);
-        if obj.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        std::ptr::copy_nonoverlapping(
-            bytes.as_ptr(),
-            ffi::PyUnicode_DATA(obj).cast::<u8>(),
-            bytes.len(),
-        );
-        Ok(Bound::from_owned_ptr(py, obj))
+    let obj = ffi::PyUnicode_New(bytes.len() as ffi::Py_ssize_t, 127);
+    if !obj.is_null() {
+        // A compact ASCII str keeps its characters right after its header; nobody else has
+        // seen it yet (for an empty one, the shared empty str, nothing is written).
+        let data = obj.cast::<ffi::PyASCIIObject>().add(1).cast::<u8>();
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
     }
+    obj
+}
+
+/// `new_ascii_str` as an owned object (for text the encoder wrote with `ensure_ascii`).
+pub fn ascii_to_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: the GIL is held (`py`); the caller passes ASCII text (checked in debug builds).
+    unsafe { Bound::from_owned_ptr_or_err(py, new_ascii_str(bytes)) }
 }
 
 /// Decode WTF-8 (UTF-8 that may hold lone surrogates) into a Python str.
