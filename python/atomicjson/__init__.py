@@ -201,20 +201,6 @@ def cleanup_temp_files(directory: PathArg, *, older_than: float = 3600.0) -> Lis
     return [os.fspath(p) for p in _core.cleanup_temp_files(directory, older_than)]
 
 
-_JSON_DEFAULTS = _core.Encoding()
-
-
-def _dumps_encoding(skipkeys: bool, ensure_ascii: bool, check_circular: bool, allow_nan: bool,
-                    indent: Union[None, int, str], separators: Optional[Tuple[str, str]],
-                    default: Optional[Callable[[Any], Any]], sort_keys: bool) -> _core.Encoding:
-    if (not skipkeys and ensure_ascii and check_circular and allow_nan and indent is None
-            and separators is None and default is None and not sort_keys):
-        return _JSON_DEFAULTS
-    return _core.Encoding(skipkeys=skipkeys, ensure_ascii=ensure_ascii,
-                          check_circular=check_circular, allow_nan=allow_nan, indent=indent,
-                          separators=separators, default=default, sort_keys=sort_keys)
-
-
 # In Rust with its keywords (``_core.dumps``): a Python wrapper's frame, with its eight
 # keyword defaults, cost about as much as encoding a small document.
 dumps = _core.dumps
@@ -229,9 +215,10 @@ def write_dumps(path: PathArg, obj: Any, *, lock_timeout: Optional[float] = 30.0
                 default: Optional[Callable[[Any], Any]] = None, sort_keys: bool = False) -> None:
     """Write what :func:`dumps` returns for these keywords to ``path`` (UTF-8), with the lock
     and atomic replacement of :func:`write_json`, without building a Python string."""
-    _dumps_encoding(skipkeys, ensure_ascii, check_circular, allow_nan, indent, separators,
-                    default, sort_keys).write(path, obj, lock_timeout=lock_timeout,
-                                              durable=durable, lock_mode=lock_mode)
+    encoding = _core.Encoding(skipkeys=skipkeys, ensure_ascii=ensure_ascii,
+                              check_circular=check_circular, allow_nan=allow_nan, indent=indent,
+                              separators=separators, default=default, sort_keys=sort_keys)
+    encoding.write(path, obj, lock_timeout=lock_timeout, durable=durable, lock_mode=lock_mode)
 
 
 def read_json(path: PathArg) -> Any:

@@ -211,19 +211,6 @@ impl Encoding {
         })
     }
 
-    /// The text as `json.dumps` returns it.
-    fn dumps_text<'py>(
-        &self,
-        py: Python<'py>,
-        obj: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (bytes, _) = self.encode_to_vec(py, obj, None)?;
-        if self.ascii_output {
-            return ascii_to_str(py, &bytes);
-        }
-        wtf8_to_str(py, &bytes)
-    }
-
     fn write_to(
         &self,
         py: Python<'_>,
@@ -333,7 +320,11 @@ impl Encoding {
 
     /// The encoded document as str, exactly as `json.dumps` returns it.
     fn dumps<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        self.dumps_text(py, obj)
+        let (bytes, _) = self.encode_to_vec(py, obj, None)?;
+        if self.ascii_output {
+            return ascii_to_str(py, &bytes);
+        }
+        wtf8_to_str(py, &bytes)
     }
 
     /// Encode, then write atomically (under the sidecar lock when `locked`).
@@ -487,7 +478,7 @@ pub fn dumps<'py>(
         && default.is_none()
         && !sort_keys.0
     {
-        return Encoding::json_defaults().dumps_text(py, obj);
+        return Encoding::json_defaults().dumps(py, obj);
     }
     Encoding::new(
         "json",
@@ -501,7 +492,7 @@ pub fn dumps<'py>(
         default,
         false,
     )?
-    .dumps_text(py, obj)
+    .dumps(py, obj)
 }
 
 /// The exact bytes `write_json` writes for `data`: both legacy sanitizing passes, then
