@@ -101,28 +101,32 @@ const RECORD_START: &[u8] = b"{\"acquired\":";
 pub fn write(fd: RawFd) {
     // SAFETY: the descriptor stays owned by the lock registry; ManuallyDrop never closes it.
     let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
-    if !replaceable(&file) {
+    let Some(old_len) = replaceable_len(&file) else {
         return;
-    }
+    };
     let record = Record::of_this_process().to_json();
-    let _ = file
-        .write_all_at(&record, 0)
-        .and_then(|()| file.set_len(record.len() as u64));
+    let len = record.len() as u64;
+    let _ = file.write_all_at(&record, 0).and_then(|()| {
+        // A record of the same length (the usual case) leaves nothing to cut: ftruncate is
+        // one of the dearer calls of an acquisition on ext4.
+        if old_len == len {
+            Ok(())
+        } else {
+            file.set_len(len)
+        }
+    });
 }
 
-fn replaceable(file: &File) -> bool {
-    let Ok(meta) = file.metadata() else {
-        return false;
-    };
+/// The length of a lock file whose content is ours to replace, or `None`.
+fn replaceable_len(file: &File) -> Option<u64> {
+    let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.nlink() != 1 || meta.len() > MAX_RECORD {
-        return false;
+        return None;
     }
     let mut start = [0u8; RECORD_START.len()];
-    let Ok(n) = file.read_at(&mut start, 0) else {
-        return false;
-    };
+    let n = file.read_at(&mut start, 0).ok()?;
     let head = &start[..n];
-    head == &RECORD_START[..n] || head.iter().all(|&b| b == 0)
+    (head == &RECORD_START[..n] || head.iter().all(|&b| b == 0)).then_some(meta.len())
 }
 
 /// The record in a lock file, if there is a valid one.

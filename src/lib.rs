@@ -4,6 +4,7 @@
 //! Python; the `python` feature adds the bindings that maturin builds into `atomicjson._core`.
 
 pub mod atomic_write;
+pub mod background_write;
 pub mod errors;
 pub mod format;
 pub mod holder_record;

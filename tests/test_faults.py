@@ -222,6 +222,75 @@ def test_injected_fault_at_each_step(fault: Injection, dry_trace: Tuple[str, Lis
           f"{outcome.get('step') or 'absorbed'}")
 
 
+# The child writes a small document, says "ready", then on the first line of stdin writes a
+# ~2.5 MB one, which streams into its temp file (parts written by a background thread), and
+# reports with writev: the injected `write` faults must hit only the temp file's writes. The
+# slow datetimes give the writer thread time to catch up, and so to fdatasync, between parts.
+STREAM_CHILD = """
+import datetime, json, os, sys, time
+import atomicjson
+
+class Slow(datetime.datetime):
+    def isoformat(self, *args, **kwargs):
+        time.sleep(0.003)
+        return super().isoformat(*args, **kwargs)
+
+target = sys.argv[1]
+doc = {"version": "large",
+       "rows": [Slow(2024, 1, 1) if i % 2000 == 0 else f"row {i:08d} " + "x" * 100
+                for i in range(20_000)]}
+atomicjson.write_json(target, {"version": "old"})
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    atomicjson.write_json(target, doc)
+    outcome = {"ok": True}
+except atomicjson.AtomicJsonError as e:
+    outcome = {"errno": e.errno, "step": getattr(e, "step", None)}
+os.writev(1, [json.dumps(outcome).encode() + b"\\n"])
+"""
+
+
+@needs_strace
+@pytest.mark.parametrize("syscall,error,step", [
+    ("write", "ENOSPC", "write_temp"),
+    ("fdatasync", "EIO", "fsync_temp"),
+    ("fsync", "EIO", "fsync_temp"),
+])
+def test_injected_fault_in_a_streamed_write(tmp_path: Path, syscall: str, error: str,
+                                            step: str) -> None:
+    # Counted per thread: call 1 is the writer thread's first (the main thread makes no
+    # write, fdatasync or fsync call before the writer thread has failed).
+    target = tmp_path / "a.json"
+    log = tmp_path / "strace.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(STREAM_CHILD), str(target)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+        tracer = subprocess.Popen(["strace", "-f", "-p", str(proc.pid), "-o", str(log), "-e",
+                                   f"inject={syscall}:error={error}:when=1"],
+                                  stderr=subprocess.PIPE, text=True)
+        assert tracer.stderr is not None and "attached" in tracer.stderr.readline()
+        old = target.read_bytes()
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        outcome = json.loads(proc.stdout.readline())
+        tracer.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    injected = [line for line in log.read_text().splitlines() if "(INJECTED)" in line]
+    assert injected and all(".tmp" not in line or syscall in line for line in injected)
+    assert outcome == {"errno": getattr(errno, error), "step": step}, outcome
+    assert target.read_bytes() == old
+    assert temp_files(tmp_path) == []
+    assert _lock_free(target)
+    print(f"\nfault in a streamed write: {syscall} -> {error}: {step}")
+
+
 @pytest.fixture
 def mounts() -> Iterator[List[str]]:
     """Mount points to unmount at the end, whatever happens."""
@@ -263,8 +332,18 @@ def test_full_file_system_enospc(tmp_path: Path, mounts: List[str]) -> None:
     _mount(mounts, few, "-t", "tmpfs", "-o", "size=1m,nr_inodes=3", "tmpfs")
     atomicjson.write_json(few / "a.json", OLD)
     _expect_failure(few / "a.json", NEW, "create_temp", errno.ENOSPC)
+
+    # A document large enough to stream (parts written by a background thread) fills the disk
+    # after its first parts: the writer thread's error comes out, nothing is left behind.
+    mid = tmp_path / "one-mib"
+    _mount(mounts, mid, "-t", "tmpfs", "-o", "size=1m", "tmpfs")
+    atomicjson.write_json(mid / "a.json", OLD)
+    large = {"rows": [f"row {i:08d} " + "x" * 100 for i in range(40_000)]}  # ~5 MB
+    _expect_failure(mid / "a.json", large, "write_temp", errno.ENOSPC)
+    atomicjson.write_json(mid / "a.json", AGAIN)
+    assert (mid / "a.json").read_bytes() == _bytes(AGAIN)
     print(f"\nfault ENOSPC: {len(_bytes(NEW))} bytes on a 16 KiB tmpfs -> write_temp; "
-          "no inode left -> create_temp")
+          "no inode left -> create_temp; a streamed 5 MB document on 1 MiB -> write_temp")
 
 
 def test_read_only_bind_mount_erofs(tmp_path: Path, mounts: List[str]) -> None:
@@ -275,12 +354,18 @@ def test_read_only_bind_mount_erofs(tmp_path: Path, mounts: List[str]) -> None:
     ro = tmp_path / "ro"
     _mount(mounts, ro, "--bind", str(source))
     subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
-    # The lock file exists: it is opened read-only and locked; the temp file cannot be created.
+    # The temp file (created before the lock is taken) cannot be created, lock file or not.
     _expect_failure(ro / "a.json", NEW, "create_temp", errno.EROFS)
-    # No lock file: it cannot be created.
-    _expect_failure(ro / "nolock.json", NEW, "open_lock", errno.EROFS)
+    _expect_failure(ro / "nolock.json", NEW, "create_temp", errno.EROFS)
+    # A lock file that does not exist cannot be created; one that exists is opened read-only.
+    with pytest.raises(atomicjson.AtomicJsonError) as info:
+        atomicjson.FileLock(ro / "nolock.json").acquire()
+    assert (info.value.errno, getattr(info.value, "step", None)) == (errno.EROFS, "open_lock")
+    with atomicjson.FileLock(ro / "a.json"):
+        pass
     atomicjson.write_json(source / "a.json", AGAIN)
-    print("\nfault EROFS: read-only bind mount -> create_temp (lock file there), open_lock (none)")
+    print("\nfault EROFS: read-only bind mount -> create_temp; a lock alone: open_lock when the "
+          "lock file is missing, locked read-only when it exists")
 
 
 def test_directory_not_writable_eacces(mounts: List[str]) -> None:
@@ -295,10 +380,17 @@ def test_directory_not_writable_eacces(mounts: List[str]) -> None:
         (unlocked / "a.json").write_bytes(_bytes(OLD))
         code = textwrap.dedent("""
             import json, sys, atomicjson
+            seen = []
             try:
                 atomicjson.write_json(sys.argv[1], {"version": "new"})
             except atomicjson.AtomicJsonError as e:
-                print(json.dumps([e.errno, e.step]))
+                seen.append([e.errno, e.step])
+            try:
+                with atomicjson.FileLock(sys.argv[1]):
+                    seen.append("locked")
+            except atomicjson.AtomicJsonError as e:
+                seen.append([e.errno, e.step])
+            print(json.dumps(seen))
         """)
         results = {}
         for directory in (locked, unlocked):
@@ -311,11 +403,13 @@ def test_directory_not_writable_eacces(mounts: List[str]) -> None:
             results[directory.name] = json.loads(out.stdout)
             assert (directory / "a.json").read_bytes() == _bytes(OLD)
             assert temp_files(directory) == []
-        # A lock file of root's is opened read-only and locked; the temp file is refused.
-        assert results["locked"] == [errno.EACCES, "create_temp"]
-        assert results["unlocked"] == [errno.EACCES, "open_lock"]
-        print("\nfault EACCES: as nobody in root's directory -> create_temp (lock file there), "
-              "open_lock (none)")
+        # The temp file (created before the lock is taken) is refused. A lock alone: a lock
+        # file of root's is opened read-only and locked; a missing one cannot be created.
+        assert results["locked"] == [[errno.EACCES, "create_temp"], "locked"]
+        assert results["unlocked"] == [[errno.EACCES, "create_temp"],
+                                       [errno.EACCES, "open_lock"]]
+        print("\nfault EACCES: as nobody in root's directory -> create_temp; a lock alone: "
+              "locked read-only (lock file there), open_lock (none)")
     finally:
         shutil.rmtree(top)
 

@@ -14,12 +14,13 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use super::encode::{Encoder, OutBuf, Style};
+use super::encode::{Encoder, OutBuf, Sink, Style};
 use super::errors::{core_error, decode_error, int_too_long_error, SerError, SerErrorKind};
 use super::objects::Builder;
 use super::sanitize::{to_python, Profile, Rules};
 use super::text::{ascii_to_str, wtf8_to_str};
-use crate::atomic_write;
+use crate::atomic_write::{self, CompleteTemp, TempFile};
+use crate::background_write::{self, BackgroundWrite, PART_SIZE};
 use crate::errors::{Error, Step};
 use crate::lock::{self, LockGuard, LockMode};
 use crate::read::{self, Document, Spare};
@@ -176,6 +177,18 @@ impl Encoding {
         data: &Bound<'_, PyAny>,
         file: Option<&Path>,
     ) -> PyResult<(OutBuf, bool)> {
+        self.encode_streaming(py, data, file, None)
+    }
+
+    /// `encode_to_vec`, handing the output to `sink` in parts as it grows (what is left at
+    /// the end is returned).
+    fn encode_streaming(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        file: Option<&Path>,
+        sink: Option<&mut dyn Sink>,
+    ) -> PyResult<(OutBuf, bool)> {
         let profile = Profile {
             sort_keys: self.sort_keys,
             skipkeys: self.skipkeys,
@@ -191,6 +204,9 @@ impl Encoding {
             self.check_circular,
             OutBuf::take(),
         );
+        if let Some(sink) = sink {
+            encoder.stream_to(sink, PART_SIZE);
+        }
         let result = encoder.encode(data, self.rules);
         let mut out = OutBuf(std::mem::take(&mut encoder.out));
         result.map_err(|e| e.into_pyerr(py, file, !self.extended))?;
@@ -211,15 +227,70 @@ impl Encoding {
         })
     }
 
-    fn write_to(
+    /// Encode and write atomically: large documents stream into the temp file while they are
+    /// encoded (see `background_write`), then the lock is taken for the replacement.
+    fn write_file(
         &self,
         py: Python<'_>,
         path: PathBuf,
         data: &Bound<'_, PyAny>,
         how: WriteOptions,
     ) -> PyResult<()> {
-        let (bytes, _) = self.encode_to_vec(py, data, Some(&path))?;
-        write_locked(py, &path, &bytes, how)
+        let mut stream = StreamToTemp {
+            target: &path,
+            durable: how.durable,
+            write: None,
+        };
+        let encoded = self.encode_streaming(py, data, Some(&path), Some(&mut stream));
+        let started = stream.write;
+        let refused = match encoded {
+            Ok((_, true)) => Err(
+                // Like `dumps(...).encode()`: the text is complete and valid, UTF-8 cannot
+                // hold it.
+                SerError::from(SerErrorKind::LoneSurrogate).into_pyerr(py, Some(&path), false),
+            ),
+            other => other,
+        };
+        let mut rest = match refused {
+            Ok((rest, _)) => rest,
+            Err(err) => {
+                // The writer thread removes its temp file; it may be in an fsync.
+                py.detach(|| drop(started));
+                return Err(err);
+            }
+        };
+        match started {
+            None => write_locked(py, &path, Prepared::Bytes(&rest), how),
+            Some(write) => {
+                let rest = std::mem::take(&mut rest.0);
+                write_locked(py, &path, Prepared::Streamed(write, rest), how)
+            }
+        }
+    }
+}
+
+/// The encoder's sink on the write path: the first full part starts a background writer
+/// (documents smaller than a part never start one), later parts follow it.
+struct StreamToTemp<'p> {
+    target: &'p Path,
+    durable: bool,
+    write: Option<Result<BackgroundWrite, Error>>,
+}
+
+impl Sink for StreamToTemp<'_> {
+    fn take(&mut self, out: &mut Vec<u8>) {
+        let (target, durable) = (self.target, self.durable);
+        match self
+            .write
+            .get_or_insert_with(|| BackgroundWrite::start(target, durable))
+        {
+            Ok(write) => {
+                let full = std::mem::take(out);
+                *out = write.send(full);
+            }
+            // No writer thread: the error is reported once the encoding is done.
+            Err(_) => out.clear(),
+        }
     }
 }
 
@@ -351,16 +422,7 @@ impl Encoding {
             owner,
             mode: lock_mode_from(lock_mode)?,
         };
-        let (bytes, has_surrogates) = self.encode_to_vec(py, obj, Some(&path))?;
-        if has_surrogates {
-            // Like `dumps(...).encode()`: the text is complete and valid, UTF-8 cannot hold it.
-            return Err(SerError::from(SerErrorKind::LoneSurrogate).into_pyerr(
-                py,
-                Some(&path),
-                false,
-            ));
-        }
-        write_locked(py, &path, &bytes, how)
+        self.write_file(py, path, obj, how)
     }
 }
 
@@ -406,11 +468,33 @@ struct WriteOptions {
     mode: LockMode,
 }
 
-/// Take the lock (unless not `locked`) and replace the file, all with the GIL released.
-fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) -> PyResult<()> {
+/// The data of a write: bytes in full, or a temp file a background writer is filling (and
+/// the part the encoder still held at the end).
+enum Prepared<'b> {
+    Bytes(&'b [u8]),
+    Streamed(Result<BackgroundWrite, Error>, Vec<u8>),
+}
+
+/// Complete the temp file, then take the lock (unless not `locked`) and replace the target,
+/// all with the GIL released. The lock covers only the replacement: the data is written and
+/// fsynced before, so a writer holds the lock for the rename and the directory fsync.
+fn write_locked(
+    py: Python<'_>,
+    path: &Path,
+    data: Prepared<'_>,
+    how: WriteOptions,
+) -> PyResult<()> {
     let owner = owner_or_thread(how.owner);
     py.detach(|| -> Result<(), Failure> {
-        let _guard = if how.locked {
+        let complete: CompleteTemp = match data {
+            Prepared::Bytes(bytes) => {
+                let mut temp = TempFile::create(path, how.durable)?;
+                temp.write(bytes)?;
+                temp.complete()?
+            }
+            Prepared::Streamed(write, rest) => write?.finish(rest)?,
+        };
+        let guard = if how.locked {
             let lock_path = lock::lock_path_for(path)?;
             let mut watch = WaitWatch::new(&lock_path, how.mode);
             Some(acquire_creating_dir(
@@ -424,7 +508,11 @@ fn write_locked(py: Python<'_>, path: &Path, bytes: &[u8], how: WriteOptions) ->
         } else {
             None
         };
-        atomic_write::write_atomic(path, bytes, how.durable)?;
+        let replaced = complete.replace_target()?;
+        drop(guard);
+        if let Some(file) = replaced {
+            background_write::close_in_background(file);
+        }
         Ok(())
     })
     .map_err(|f| f.into_pyerr(py))
@@ -555,7 +643,7 @@ pub fn write_json(
         owner,
         mode: lock_mode_from(lock_mode)?,
     };
-    Encoding::canonical().write_to(py, path, data, how)
+    Encoding::canonical().write_file(py, path, data, how)
 }
 
 /// Write `payload` to `path` with the same lock and atomic replacement as `write_json`.
@@ -581,7 +669,7 @@ pub fn write_bytes(
         owner,
         mode: lock_mode_from(lock_mode)?,
     };
-    write_locked(py, &path, &payload, how)
+    write_locked(py, &path, Prepared::Bytes(&payload), how)
 }
 
 /// Parse JSON text (bytes or str) the way `json.loads` does, errors included.

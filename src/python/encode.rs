@@ -82,8 +82,18 @@ impl Drop for OutBuf {
     }
 }
 
+/// Takes an encoder's output while it is being written, whenever it reaches the part size:
+/// swaps the full buffer for an empty one.
+pub trait Sink {
+    fn take(&mut self, out: &mut Vec<u8>);
+}
+
 pub struct Encoder<'a, 'py> {
     pub out: Vec<u8>,
+    /// Where `out` goes once it holds `part_size` bytes (checked between items, where the
+    /// output is never looked at again); `part_size` is `usize::MAX` without a sink.
+    sink: Option<&'a mut dyn Sink>,
+    part_size: usize,
     style: &'a Style,
     profile: &'a Profile<'py>,
     /// Lone surrogates are an error (the output becomes a UTF-8 file) rather than passed on.
@@ -117,6 +127,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
     ) -> Self {
         Encoder {
             out,
+            sink: None,
+            part_size: usize::MAX,
             style,
             profile,
             strict_utf8,
@@ -132,6 +144,20 @@ impl<'a, 'py> Encoder<'a, 'py> {
             stack_limit: crate::stack::limit(),
             no_callbacks: profile.default.is_none() && !profile.extended,
             slow_steps: 0,
+        }
+    }
+
+    /// Hands the output to `sink` in parts of about `part_size` bytes as it is written.
+    pub fn stream_to(&mut self, sink: &'a mut dyn Sink, part_size: usize) {
+        self.sink = Some(sink);
+        self.part_size = part_size;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn hand_over(&mut self) {
+        if let Some(sink) = self.sink.as_mut() {
+            sink.take(&mut self.out);
         }
     }
 
@@ -605,6 +631,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
 
     #[inline(always)]
     fn separate(&mut self) {
+        if self.out.len() >= self.part_size {
+            self.hand_over();
+        }
         format::append(&mut self.out, &self.style.item_separator);
         if self.style.indent.is_some() {
             format::append(&mut self.out, &self.newline_indent);

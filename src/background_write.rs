@@ -1,0 +1,225 @@
+//! A temp file written by a background thread while its data is still being produced.
+//!
+//! A large document takes longer to encode than to write, and with a volatile disk cache (a
+//! virtual disk, most SSDs) a durable write's final fsync costs time in proportion to the data
+//! it flushes. The producer hands finished parts to a thread that writes them into the temp
+//! file and `fdatasync`s what it has while the producer goes on, so that when the last part
+//! arrives only that part is left to flush. The producer never waits for the disk: parts queue
+//! up (at most the whole document, what a one-shot write holds anyway).
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crate::atomic_write::{CompleteTemp, TempFile};
+use crate::errors::{Error, Result, Step};
+
+/// The size a producer's parts are aimed at: big enough that a part's system calls cost little
+/// next to its bytes, small enough that the part left to flush at the end is short.
+pub const PART_SIZE: usize = 256 << 10;
+
+/// The producer's side of a temp file written by a background thread; see the module docs.
+/// Dropped without [`BackgroundWrite::finish`], the temp file is removed.
+pub struct BackgroundWrite {
+    parts: Option<Sender<Vec<u8>>>,
+    /// Buffers the writer is done with, to be filled again (no page faults on fresh memory).
+    spent: Receiver<Vec<u8>>,
+    /// Set when the producer gives up: the writer then removes the temp file without syncing.
+    cancelled: Arc<AtomicBool>,
+    worker: Option<JoinHandle<Result<Option<CompleteTemp>>>>,
+}
+
+impl BackgroundWrite {
+    /// Starts the writer thread, which creates the temp file for `target` (as
+    /// [`TempFile::create`]; its errors come out of [`BackgroundWrite::finish`]).
+    pub fn start(target: &Path, durable: bool) -> Result<BackgroundWrite> {
+        let (parts, incoming) = mpsc::channel();
+        let (give_back, spent) = mpsc::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (owned, cancelled) = (target.to_path_buf(), cancelled.clone());
+            thread::Builder::new()
+                .name("atomicjson-write".into())
+                .spawn(move || write_parts(&owned, durable, incoming, give_back, &cancelled))
+                .map_err(|err| Error::io(Step::CreateTemp, target, err))?
+        };
+        Ok(BackgroundWrite {
+            parts: Some(parts),
+            spent,
+            cancelled,
+            worker: Some(worker),
+        })
+    }
+
+    /// Queues `part` for writing; returns an empty buffer to fill next. Once the writer has
+    /// failed, parts are dropped: the error comes out of `finish`.
+    pub fn send(&mut self, part: Vec<u8>) -> Vec<u8> {
+        if let Some(parts) = &self.parts {
+            if let Err(mpsc::SendError(part)) = parts.send(part) {
+                self.parts = None;
+                return reuse(part);
+            }
+        }
+        match self.spent.try_recv() {
+            Ok(buffer) => buffer,
+            Err(_) => Vec::with_capacity(PART_SIZE + PART_SIZE / 4),
+        }
+    }
+
+    /// Queues the last part and waits for the writer: the temp file is then complete (and
+    /// fsynced if durable), ready to replace its target.
+    pub fn finish(mut self, last: Vec<u8>) -> Result<CompleteTemp> {
+        if !last.is_empty() {
+            self.send(last);
+        }
+        self.parts = None; // the writer sees the end of the parts
+        let worker = self.worker.take().expect("finish runs once");
+        let complete = worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        Ok(complete.expect("only a cancelled writer stops without a complete file"))
+    }
+}
+
+impl Drop for BackgroundWrite {
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.parts = None;
+        if let Some(worker) = self.worker.take() {
+            // The writer drops its temp file (removing it) when it sees the parts end.
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Closes `file` on a short-lived thread: closing the last descriptor of a replaced file frees
+/// its blocks (see `CompleteTemp::replace_target`), work the writer need not wait for. Should
+/// the thread not start, the file is closed here; at process exit the kernel closes it.
+pub fn close_in_background(file: File) {
+    let _ = thread::Builder::new()
+        .name("atomicjson-close".into())
+        .spawn(move || drop(file));
+}
+
+fn reuse(mut buffer: Vec<u8>) -> Vec<u8> {
+    buffer.clear();
+    buffer
+}
+
+/// The writer thread: writes parts as they come, and whenever it has caught up with the
+/// producer, syncs what it wrote. The last batch is left to `complete`'s fsync. `None` when
+/// the producer cancelled (the temp file is removed on return).
+fn write_parts(
+    target: &Path,
+    durable: bool,
+    incoming: Receiver<Vec<u8>>,
+    give_back: Sender<Vec<u8>>,
+    cancelled: &AtomicBool,
+) -> Result<Option<CompleteTemp>> {
+    let mut temp = TempFile::create(target, durable)?;
+    loop {
+        let part = match incoming.try_recv() {
+            Ok(part) => part,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                temp.sync_written()?;
+                match incoming.recv() {
+                    Ok(part) => part,
+                    Err(_) => break,
+                }
+            }
+        };
+        temp.write(&part)?;
+        let _ = give_back.send(reuse(part));
+    }
+    if cancelled.load(Ordering::Acquire) {
+        return Ok(None);
+    }
+    temp.complete().map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::PathBuf;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "atomicjson-bg-{tag}-{}-{:?}",
+            std::process::id(),
+            thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn parts_arrive_in_order_and_replace_the_target() {
+        let dir = temp_dir("order");
+        let target = dir.join("a.json");
+        fs::write(&target, b"old").unwrap();
+        let mut write = BackgroundWrite::start(&target, true).unwrap();
+        let mut expected = Vec::new();
+        let mut buffer = Vec::new();
+        for i in 0..50u32 {
+            buffer.extend(std::iter::repeat_n(
+                b'a' + (i % 26) as u8,
+                1000 + i as usize * 37,
+            ));
+            expected.extend_from_slice(&buffer);
+            buffer = write.send(buffer);
+            assert!(buffer.is_empty());
+            // The target is not touched while parts are written.
+            assert_eq!(fs::read(&target).unwrap(), b"old");
+        }
+        buffer.extend_from_slice(b"end\n");
+        expected.extend_from_slice(b"end\n");
+        write.finish(buffer).unwrap().replace_target().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), expected);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dropping_it_removes_the_temp_file() {
+        let dir = temp_dir("drop");
+        let target = dir.join("a.json");
+        let mut write = BackgroundWrite::start(&target, false).unwrap();
+        write.send(vec![b'x'; 10_000]);
+        drop(write);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        // Finished but never renamed: removed as well.
+        let mut write = BackgroundWrite::start(&target, true).unwrap();
+        write.send(vec![b'x'; 10_000]);
+        drop(write.finish(b"y".to_vec()).unwrap());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_writer_reports_its_error_at_finish() {
+        let dir = temp_dir("fail");
+        let file = dir.join("file");
+        fs::write(&file, b"keep").unwrap();
+        // The parent is a file: the temp file cannot be created.
+        let mut write = BackgroundWrite::start(&file.join("a.json"), true).unwrap();
+        for _ in 0..10 {
+            write.send(vec![b'x'; 1000]);
+        }
+        match write.finish(b"end".to_vec()) {
+            Err(Error::Io { step, source, .. }) => {
+                assert_eq!(step, crate::errors::Step::CreateTemp);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOTDIR));
+            }
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("the write succeeded"),
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"keep");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
