@@ -72,9 +72,6 @@ pub struct TempFile {
     /// A duplicate descriptor that takes the writes and whose close is checked: NFS and FUSE
     /// report write-back errors at close (every close calls the file system's flush).
     file: File,
-    /// Bytes written, and of those the ones already on stable storage (`sync_written`).
-    written: u64,
-    synced: u64,
 }
 
 /// A temp file whose data is complete (fsynced if durable), waiting to replace its target.
@@ -152,35 +149,30 @@ impl TempFile {
             file.set_permissions(Permissions::from_mode(mode))
                 .map_err(|err| pending.fail(Step::SetPermissions, err))?;
         }
-        Ok(TempFile {
-            pending,
-            file,
-            written: 0,
-            synced: 0,
-        })
+        Ok(TempFile { pending, file })
     }
 
     /// Appends `data`.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         self.file
             .write_all(data)
-            .map_err(|err| self.pending.fail(Step::WriteTemp, err))?;
-        self.written += data.len() as u64;
-        Ok(())
+            .map_err(|err| self.pending.fail(Step::WriteTemp, err))
     }
 
-    /// For a durable file, puts what is written so far on stable storage (`fdatasync`). A
-    /// writer that produces its data over time calls this between parts: with a volatile disk
-    /// cache (virtual disks, most SSDs) the final fsync's cost grows with the data it must
-    /// flush, and this moves that cost into the time spent producing the rest.
-    pub fn sync_written(&mut self) -> Result<()> {
-        if self.pending.durable && self.synced < self.written {
-            self.file
-                .sync_data()
-                .map_err(|err| self.pending.fail(Step::SyncTemp, err))?;
-            self.synced = self.written;
-        }
-        Ok(())
+    /// Another descriptor of the temp file, for syncing what is written so far from another
+    /// thread (`fdatasync`): with a volatile disk cache (virtual disks, most SSDs) the final
+    /// fsync's cost grows with the data it must flush, and a writer that produces its data over
+    /// time can move that cost into the time spent producing. Its errors are the caller's to
+    /// report (`Step::SyncTemp`): they are not seen again through this file's descriptor.
+    pub fn sync_handle(&self) -> Result<File> {
+        self.file
+            .try_clone()
+            .map_err(|err| self.pending.fail(Step::SyncTemp, err))
+    }
+
+    /// The target, as errors name it.
+    pub fn target(&self) -> &Path {
+        &self.pending.target
     }
 
     /// All data is written: fsync it (if durable) and close the written descriptor, checking

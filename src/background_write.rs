@@ -3,19 +3,26 @@
 //! A large document takes longer to encode than to write, and with a volatile disk cache (a
 //! virtual disk, most SSDs) a durable write's final fsync costs time in proportion to the data
 //! it flushes. The producer hands finished parts to a thread that writes them into the temp
-//! file and `fdatasync`s what it has while the producer goes on, so that when the last part
-//! arrives only that part is left to flush. The producer never waits for the disk: parts queue
-//! up (at most the whole document, what a one-shot write holds anyway).
+//! file while the producer goes on; for a durable file a second thread `fdatasync`s what is
+//! written whenever it is free, so that when the last part arrives only the data written since
+//! the last sync is left to flush. The producer never waits for the disk: parts queue up (at
+//! most the whole document, what a one-shot write holds anyway).
+//!
+//! Parts may hold deferred floats (`format::DEFERRED_FLOAT`): the thread writes their text,
+//! so a producer that holds the GIL leaves float formatting, a sixth of encoding a large
+//! numeric document, to a thread that does not.
 
 use std::fs::File;
+use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::atomic_write::{CompleteTemp, TempFile};
 use crate::errors::{Error, Result, Step};
+use crate::format;
 
 /// The size a producer's parts are aimed at: big enough that a part's system calls cost little
 /// next to its bytes, small enough that the part left to flush at the end is short.
@@ -109,9 +116,11 @@ fn reuse(mut buffer: Vec<u8>) -> Vec<u8> {
     buffer
 }
 
-/// The writer thread: writes parts as they come, and whenever it has caught up with the
-/// producer, syncs what it wrote. The last batch is left to `complete`'s fsync. `None` when
-/// the producer cancelled (the temp file is removed on return).
+/// The writer thread: formats and writes parts as they come. For a durable file a second
+/// thread `fdatasync`s whatever has been written whenever it is free, so that neither the
+/// formatting nor the writes wait for the disk, and the final fsync (`complete`) has only the
+/// data written during the last of those syncs to flush. `None` when the producer cancelled
+/// (the temp file is removed on return).
 fn write_parts(
     target: &Path,
     durable: bool,
@@ -120,25 +129,72 @@ fn write_parts(
     cancelled: &AtomicBool,
 ) -> Result<Option<CompleteTemp>> {
     let mut temp = TempFile::create(target, durable)?;
-    loop {
-        let part = match incoming.try_recv() {
-            Ok(part) => part,
-            Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {
-                temp.sync_written()?;
-                match incoming.recv() {
-                    Ok(part) => part,
-                    Err(_) => break,
-                }
-            }
-        };
-        temp.write(&part)?;
+    let syncer = match durable {
+        true => Syncer::start(temp.sync_handle()?),
+        false => None,
+    };
+    let mut text = Vec::new();
+    let written = incoming.iter().try_for_each(|part| {
+        text.clear();
+        format::expand_deferred_floats(&part, &mut text);
         let _ = give_back.send(reuse(part));
-    }
+        temp.write(&text)?;
+        if let Some(syncer) = &syncer {
+            syncer.wake();
+        }
+        Ok(())
+    });
+    let synced = syncer.map_or(Ok(()), Syncer::finish);
+    written?;
+    synced.map_err(|err| Error::io(Step::SyncTemp, temp.target(), err))?;
     if cancelled.load(Ordering::Acquire) {
         return Ok(None);
     }
     temp.complete().map(Some)
+}
+
+/// A thread that `fdatasync`s a file each time it is woken (once for any number of wake-ups
+/// that arrived during a sync), until told to finish.
+struct Syncer {
+    wake: Option<Sender<()>>,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+impl Syncer {
+    /// `None` when no thread can be started: the syncs are only ahead of time, the final
+    /// fsync makes the file durable all the same.
+    fn start(file: File) -> Option<Syncer> {
+        let (wake, woken) = mpsc::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("atomicjson-sync".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    while woken.try_recv().is_ok() {}
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(Syncer {
+            wake: Some(wake),
+            thread,
+        })
+    }
+
+    fn wake(&self) {
+        if let Some(wake) = &self.wake {
+            // After a failed sync the thread is gone: its error comes out of `finish`.
+            let _ = wake.send(());
+        }
+    }
+
+    /// Stops the thread after the sync in progress, if any; its first error.
+    fn finish(mut self) -> io::Result<()> {
+        self.wake = None;
+        self.thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +238,23 @@ mod tests {
         write.finish(buffer).unwrap().replace_target().unwrap();
         assert_eq!(fs::read(&target).unwrap(), expected);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn deferred_floats_are_written_as_text() {
+        let dir = temp_dir("floats");
+        let target = dir.join("a.json");
+        let mut write = BackgroundWrite::start(&target, false).unwrap();
+        let mut part = b"[".to_vec();
+        format::write_float_deferred(&mut part, 0.1);
+        part.extend_from_slice(b", ");
+        write.send(part);
+        let mut last = Vec::new();
+        format::write_float_deferred(&mut last, 1e16);
+        last.extend_from_slice(b", \"\xc3\xa4\"]");
+        write.finish(last).unwrap().replace_target().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), "[0.1, 1e+16, \"ä\"]".as_bytes());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -392,6 +392,34 @@ pub fn write_u64(out: &mut Vec<u8>, value: u64) {
     append(out, itoa::Buffer::new().format(value).as_bytes());
 }
 
+/// Marks a float whose text is written later, by [`expand_deferred_floats`]: followed by the
+/// value's 8 bytes (native order). UTF-8 (and WTF-8) text never holds this byte, so a writer
+/// can hand formatting off to a thread that does not hold the GIL.
+pub const DEFERRED_FLOAT: u8 = 0xFF;
+
+/// Appends `value` as a deferred float: 9 bytes, a few instructions against ~170 for its text.
+#[inline]
+pub fn write_float_deferred(out: &mut Vec<u8>, value: f64) {
+    let mut record = [DEFERRED_FLOAT; 9];
+    record[1..].copy_from_slice(&value.to_ne_bytes());
+    append(out, &record);
+}
+
+/// Appends `text` to `out` with each deferred float (`write_float_deferred`) written as
+/// [`write_float`] writes it.
+pub fn expand_deferred_floats(text: &[u8], out: &mut Vec<u8>) {
+    let mut rest = text;
+    while let Some(at) = memchr::memchr(DEFERRED_FLOAT, rest) {
+        out.extend_from_slice(&rest[..at]);
+        let bytes: [u8; 8] = rest[at + 1..at + 9]
+            .try_into()
+            .expect("a deferred float is 8 bytes");
+        write_float(out, f64::from_ne_bytes(bytes));
+        rest = &rest[at + 9..];
+    }
+    out.extend_from_slice(rest);
+}
+
 /// Appends the exact text of Python's `float.__repr__` (as `json.dumps` writes floats): the
 /// shortest round-trip digits; fixed notation when the decimal exponent is in [-4, 16)
 /// (always with a fraction, "100.0"), else "d.ddde+XX" / "d.ddde-XX" with at least two

@@ -5,7 +5,9 @@
 //! Case counts stay small for CI (`PROPTEST_CASES`, default 256 per property, scales them:
 //! `PROPTEST_CASES=1000000 cargo test --release --test proptest_format`).
 
-use atomicjson::format::{has_surrogates, write_float, write_i64, write_str};
+use atomicjson::format::{
+    expand_deferred_floats, has_surrogates, write_float, write_float_deferred, write_i64, write_str,
+};
 use atomicjson::read::{parse, parse_decoded, Json};
 use proptest::prelude::*;
 
@@ -265,6 +267,25 @@ proptest! {
             let back: f64 = text.parse().unwrap();
             prop_assert!(same_float(f, back));
         }
+    }
+
+    #[test]
+    fn deferred_floats_expand_to_the_direct_text(
+        pieces in prop::collection::vec((wtf8(), float()), 0..24),
+        ascii in any::<bool>(),
+    ) {
+        // Strings written (WTF-8 or escaped) between floats, as the encoder interleaves them.
+        let (mut direct, mut deferred) = (Vec::new(), Vec::new());
+        for (text, f) in &pieces {
+            write_str(&mut direct, text, ascii);
+            write_str(&mut deferred, text, ascii);
+            write_float(&mut direct, *f);
+            write_float_deferred(&mut deferred, *f);
+        }
+        let mut expanded = b"kept".to_vec();
+        expand_deferred_floats(&deferred, &mut expanded);
+        prop_assert_eq!(&expanded[..4], b"kept");
+        prop_assert_eq!(&expanded[4..], &direct[..]);
     }
 
     #[test]

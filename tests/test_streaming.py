@@ -44,6 +44,28 @@ def test_streamed_bytes_are_the_one_shot_bytes(tmp_path: Path, size: int) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.lock"]
 
 
+def test_floats_formatted_by_the_writer_thread_are_the_canonical_text(tmp_path: Path) -> None:
+    # After the first part, floats are formatted by the writer thread: every layout, numpy
+    # arrays of each float width, and the non-finite values must come out as before.
+    np = pytest.importorskip("numpy")
+    special = [0.0, -0.0, 1e16, 9_999_999_999_999_998.0, 1e-5, 1e-4, 5e-324, 1.7976931348623157e308,
+               0.1, -99_315_640_339_991.13, float("nan"), float("inf"), float("-inf"), 1 / 3]
+    doc = _rows(PART + 1000, "floats")
+    doc["tail"] = {
+        "special": special * 50,
+        "f16": np.linspace(-3, 3, 2000, dtype=np.float16),
+        "f32": np.random.default_rng(7).random(20_000).astype(np.float32),
+        "f64": np.random.default_rng(8).normal(size=(200, 100)),
+        "scalars": [np.float32(0.1), np.float64(1e-7), np.float16(65504.0)],
+    }
+    target = tmp_path / "f.json"
+    atomicjson.write_json(target, doc)
+    assert target.read_bytes() == atomicjson.canonical_bytes(doc)
+    plain = {"rows": doc["rows"], "special": special * 50}
+    atomicjson.write_dumps(target, plain, indent=1)
+    assert target.read_bytes() == json.dumps(plain, indent=1).encode()
+
+
 def test_write_dumps_streams_json_dumps_text(tmp_path: Path) -> None:
     doc = _rows(3 << 20, "enc")
     kwargs_list: List[Dict[str, Any]] = [

@@ -205,7 +205,8 @@ impl Encoding {
             OutBuf::take(),
         );
         if let Some(sink) = sink {
-            encoder.stream_to(sink, PART_SIZE);
+            // The background writer formats deferred floats (without the GIL).
+            encoder.stream_to(sink, PART_SIZE, true);
         }
         let result = encoder.encode(data, self.rules);
         let mut out = OutBuf(std::mem::take(&mut encoder.out));

@@ -94,6 +94,10 @@ pub struct Encoder<'a, 'py> {
     /// output is never looked at again); `part_size` is `usize::MAX` without a sink.
     sink: Option<&'a mut dyn Sink>,
     part_size: usize,
+    /// Floats are written as `format::DEFERRED_FLOAT` records for the sink's writer thread to
+    /// format without the GIL: set once a first part went to a sink that expands them.
+    defer_floats: bool,
+    sink_expands_floats: bool,
     style: &'a Style,
     profile: &'a Profile<'py>,
     /// Lone surrogates are an error (the output becomes a UTF-8 file) rather than passed on.
@@ -129,6 +133,8 @@ impl<'a, 'py> Encoder<'a, 'py> {
             out,
             sink: None,
             part_size: usize::MAX,
+            defer_floats: false,
+            sink_expands_floats: false,
             style,
             profile,
             strict_utf8,
@@ -147,10 +153,14 @@ impl<'a, 'py> Encoder<'a, 'py> {
         }
     }
 
-    /// Hands the output to `sink` in parts of about `part_size` bytes as it is written.
-    pub fn stream_to(&mut self, sink: &'a mut dyn Sink, part_size: usize) {
+    /// Hands the output to `sink` in parts of about `part_size` bytes as it is written. With
+    /// `expands_floats`, the parts after the first may hold deferred floats
+    /// (`format::expand_deferred_floats` turns them into text): a document that fits in one
+    /// part is plain text.
+    pub fn stream_to(&mut self, sink: &'a mut dyn Sink, part_size: usize, expands_floats: bool) {
         self.sink = Some(sink);
         self.part_size = part_size;
+        self.sink_expands_floats = expands_floats;
     }
 
     #[cold]
@@ -158,6 +168,16 @@ impl<'a, 'py> Encoder<'a, 'py> {
     fn hand_over(&mut self) {
         if let Some(sink) = self.sink.as_mut() {
             sink.take(&mut self.out);
+            self.defer_floats = self.sink_expands_floats;
+        }
+    }
+
+    #[inline(always)]
+    fn write_float(&mut self, v: f64) {
+        if self.defer_floats {
+            format::write_float_deferred(&mut self.out, v);
+        } else {
+            format::write_float(&mut self.out, v);
         }
     }
 
@@ -206,7 +226,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                 if !v.is_finite() && !self.profile.allow_nan {
                     return Err(SerErrorKind::OutOfRangeFloat.into());
                 }
-                format::write_float(&mut self.out, v);
+                self.write_float(v);
             }
             Node::Str(text) => self.write_text(&text)?,
             Node::Seq(seq, r) => {
@@ -281,7 +301,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
             if !v.is_finite() && !self.profile.allow_nan {
                 return false;
             }
-            format::write_float(&mut self.out, v);
+            self.write_float(v);
             return true;
         }
         if ptr == ffi::Py_True() {
@@ -492,7 +512,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
                     return Ok(false);
                 }
                 self.enter(obj)?;
-                format::write_float(&mut self.out, v);
+                self.write_float(v);
             }
             Kind::Int => {
                 let int = known::int_value(obj)?;
@@ -559,11 +579,9 @@ impl<'a, 'py> Encoder<'a, 'py> {
     fn write_element(&mut self, b: &[u8], elem: Elem) {
         let out = &mut self.out;
         match elem {
-            Elem::F16 => {
-                format::write_float(out, known::f16_to_f64(u16::from_ne_bytes([b[0], b[1]])))
-            }
-            Elem::F32 => format::write_float(out, f64::from(f32::from_ne_bytes(array(b)))),
-            Elem::F64 => format::write_float(out, f64::from_ne_bytes(array(b))),
+            Elem::F16 => self.write_float(known::f16_to_f64(u16::from_ne_bytes([b[0], b[1]]))),
+            Elem::F32 => self.write_float(f64::from(f32::from_ne_bytes(array(b)))),
+            Elem::F64 => self.write_float(f64::from_ne_bytes(array(b))),
             Elem::I8 => format::write_i64(out, i64::from(b[0] as i8)),
             Elem::I16 => format::write_i64(out, i64::from(i16::from_ne_bytes([b[0], b[1]]))),
             Elem::I32 => format::write_i64(out, i64::from(i32::from_ne_bytes(array(b)))),
@@ -807,7 +825,7 @@ fn prefetch(ptr: *mut ffi::PyObject) {
 /// `dict` is a live exact dict; the references returned are borrowed from it.
 #[cfg(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy))))]
 #[inline(always)]
-unsafe fn dict_next(
+pub(crate) unsafe fn dict_next(
     dict: *mut ffi::PyObject,
     pos: &mut ffi::Py_ssize_t,
     key: &mut *mut ffi::PyObject,
@@ -875,7 +893,7 @@ unsafe fn dict_next(
 /// `dict` is a live exact dict; the references returned are borrowed from it.
 #[cfg(not(all(Py_3_11, not(Py_3_12), not(any(PyPy, GraalPy)))))]
 #[inline(always)]
-unsafe fn dict_next(
+pub(crate) unsafe fn dict_next(
     dict: *mut ffi::PyObject,
     pos: &mut ffi::Py_ssize_t,
     key: &mut *mut ffi::PyObject,

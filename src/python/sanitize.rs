@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
+use super::encode::dict_next;
 use super::errors::{SerError, SerErrorKind};
 use super::text::{PyUnicode_AsUTF8AndSize, Text};
 use crate::format;
@@ -687,10 +688,17 @@ fn str_key_entries<'py>(dict: &Bound<'py, PyDict>, len: usize) -> Option<Vec<Ent
     let mut key: *mut ffi::PyObject = std::ptr::null_mut();
     let mut value: *mut ffi::PyObject = std::ptr::null_mut();
     let py = dict.py();
-    // SAFETY: PyDict_Next yields borrowed references, turned into owned ones before any
-    // Python code runs; no code here runs Python code.
+    let ptr = dict.as_ptr();
+    // SAFETY: both yield borrowed references, turned into owned ones before any Python code
+    // runs; no code here runs Python code. `dict_next` reads exact dicts only (subclasses
+    // such as OrderedDict keep their own bookkeeping).
     unsafe {
-        while ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
+        let exact = ffi::PyDict_CheckExact(ptr) != 0;
+        while if exact {
+            dict_next(ptr, &mut pos, &mut key, &mut value)
+        } else {
+            ffi::PyDict_Next(ptr, &mut pos, &mut key, &mut value) != 0
+        } {
             if ffi::PyUnicode_CheckExact(key) == 0 {
                 return None;
             }
