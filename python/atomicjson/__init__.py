@@ -93,8 +93,10 @@ def write_json(path: PathArg, data: Any, *, lock_timeout: Optional[float] = 30.0
     to sorted lists, numpy to Python, paths to str, dataclasses to dicts, Decimals to str),
     then ``json.dumps(sort_keys=True, indent=2, ensure_ascii=False)`` and a newline.
 
-    The lock is ``flock`` on ``Path(path).with_suffix('.lock')``, the legacy protocol.
-    ``lock_timeout=None`` waits forever, ``0`` tries once; on timeout a
+    The lock is ``flock`` on ``Path(path).with_suffix('.lock')``, the legacy protocol. The temp
+    file is written (and fsynced) before the lock is taken; the lock is held for the rename
+    over ``path``, so writers replace it in the order they get the lock and never while another
+    holder has it. ``lock_timeout=None`` waits forever, ``0`` tries once; on timeout a
     :class:`LockTimeoutError` names the processes holding the lock.
     ``durable=False`` skips the fsyncs of the file and its directory: still atomic, not
     guaranteed to survive a power cut. Missing parent directories are created.
