@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -123,3 +125,18 @@ def temp_files(directory: Path) -> List[str]:
 
 
 is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+
+#: Runs a command as the unprivileged `nobody` (root only).
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@functools.lru_cache(maxsize=None)
+def nobody_can_import_atomicjson() -> bool:
+    """True where root can run this interpreter as `nobody` and it imports atomicjson: not
+    without root or setpriv, nor from a checkout in a directory only root may enter (a
+    `mktemp -d` clone)."""
+    if not is_root or shutil.which("setpriv") is None:
+        return False
+    probe = subprocess.run([*NOBODY, sys.executable, "-c", "import atomicjson"],
+                           capture_output=True, text=True, timeout=60)
+    return probe.returncode == 0

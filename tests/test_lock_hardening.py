@@ -17,25 +17,17 @@ from typing import Iterator, List
 import pytest
 
 import atomicjson
-from conftest import is_root
+from conftest import NOBODY, nobody_can_import_atomicjson
 
 MODES: List[atomicjson.LockMode] = ["flock", "posix"]
-NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 PROTECTED_REGULAR = Path("/proc/sys/fs/protected_regular")
 
 # ------------------------------------------------------------------ lock files of another user
 
 
-def _nobody_can_run() -> bool:
-    if not is_root or shutil.which("setpriv") is None or not PROTECTED_REGULAR.exists():
-        return False
-    probe = subprocess.run([*NOBODY, sys.executable, "-c", "import atomicjson"],
-                           capture_output=True, text=True, timeout=60)
-    return probe.returncode == 0
-
-
 needs_nobody = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not _nobody_can_run(),
+    not sys.platform.startswith("linux") or not PROTECTED_REGULAR.exists()
+    or not nobody_can_import_atomicjson(),
     reason="needs root, setpriv, a 'nobody' user who can import atomicjson, and "
            "/proc/sys/fs/protected_regular")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import atomicjson
-from conftest import is_root, run_python, temp_files
+from conftest import NOBODY, nobody_can_import_atomicjson, run_python, temp_files
 
 
 def current_umask() -> int:
@@ -237,8 +236,8 @@ def test_nesting_limit(tmp_path: Path) -> None:
     assert temp_files(tmp_path) == []
 
 
-@pytest.mark.skipif(not is_root or shutil.which("setpriv") is None,
-                    reason="needs root and setpriv to run a writer as nobody")
+@pytest.mark.skipif(not nobody_can_import_atomicjson(),
+                    reason="needs root, setpriv and a checkout `nobody` can import from")
 def test_unwritable_directory_raises_permission_error(tmp_path: Path) -> None:
     directory = tmp_path / "ro"
     directory.mkdir()
@@ -258,7 +257,7 @@ def test_unwritable_directory_raises_permission_error(tmp_path: Path) -> None:
     import textwrap
     env = dict(os.environ)
     proc = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+        [*NOBODY, sys.executable, "-c",
          textwrap.dedent(code), str(directory / "x.json")],
         capture_output=True, text=True, env=env, timeout=60,
     )
