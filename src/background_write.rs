@@ -64,11 +64,12 @@ impl BackgroundWrite {
     /// Queues `part` for writing; returns an empty buffer to fill next. Once the writer has
     /// failed, parts are dropped: the error comes out of `finish`.
     pub fn send(&mut self, part: Vec<u8>) -> Vec<u8> {
-        if let Some(parts) = &self.parts {
-            if let Err(mpsc::SendError(part)) = parts.send(part) {
-                self.parts = None;
-                return reuse(part);
-            }
+        let Some(parts) = &self.parts else {
+            return reuse(part);
+        };
+        if let Err(mpsc::SendError(part)) = parts.send(part) {
+            self.parts = None;
+            return reuse(part);
         }
         match self.spent.try_recv() {
             Ok(buffer) => buffer,
