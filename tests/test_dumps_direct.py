@@ -30,7 +30,7 @@ KEYWORDS: List[Dict[str, Any]] = [
     {"skipkeys": True},
 ]
 
-# Around the 4-, 8- and 16-byte words of the string copy, and the 8-entry prefetch threshold.
+# Around the 4-, 8- and 16-byte words of the string copy, and the 32-entry prefetch threshold.
 LENGTHS = list(range(0, 35)) + [47, 48, 49, 63, 64, 65, 200]
 SPECIALS = ['"', "\\", "\x00", "\n", "\x1f", "\x7f", "\x80", "\u00e9", "\u2028", "\uffff",
             "\U0001f600", "\ud800", "\udfff"]
@@ -50,7 +50,7 @@ def test_strings_special_character_at_every_position(ensure_ascii, special):
 
 
 @pytest.mark.parametrize("kwargs", KEYWORDS, ids=repr)
-@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 40])
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 31, 32, 33, 80])
 def test_dicts_around_the_prefetch_threshold(kwargs, size):
     nested: Any = {"inner": [1, 2.5, {"deeper": None}], "s": "x"}
     plain = {f"k{i}": [i, i / 3, str(i), None, True, nested][i % 6] for i in range(size)}
@@ -67,7 +67,7 @@ def test_dicts_around_the_prefetch_threshold(kwargs, size):
         assert_same_as_json(obj, **kwargs)
 
 
-@pytest.mark.parametrize("size", [3, 8, 20])
+@pytest.mark.parametrize("size", [3, 8, 20, 40])
 def test_default_that_mutates_the_dict_being_written(size):
     class Marker:
         pass
@@ -94,6 +94,9 @@ def test_subclasses_in_large_dicts(kwargs):
         [StrSub("s"), IntSub(7), FloatSub(1.5), IntSub(-(2**80)), FloatSub(1e-7), True,
          StrSub("\u00e9\ud800"), 3, 4.0, "plain"])}
     obj.update({StrSub("subkey"): 1, IntSub(5): 2, FloatSub(0.25): 3})
+    assert_same_as_json(obj, **kwargs)
+    # Past the threshold from which entries are fetched ahead, subclasses in between.
+    obj.update({f"pad{i}": [StrSub("p"), i][i % 2] for i in range(40)})
     assert_same_as_json(obj, **kwargs)
 
 
@@ -149,7 +152,7 @@ def test_result_string(kwargs):
 
 @pytest.mark.parametrize("check_circular", [True, False])
 def test_circular_large_dict(check_circular):
-    data: Dict[str, Any] = {f"k{i}": i for i in range(12)}
+    data: Dict[str, Any] = {f"k{i}": i for i in range(40)}
     data["self"] = data
     assert_same_as_json(data, check_circular=check_circular)
 
@@ -157,7 +160,7 @@ def test_circular_large_dict(check_circular):
 @settings(deadline=None, max_examples=150,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.dictionaries(st.text(max_size=20), json_values(max_leaves=6), min_size=8,
-                       max_size=24),
+                       max_size=48),
        st.sampled_from(KEYWORDS))
 def test_large_dicts_match_json_dumps(obj, kwargs):
     assert_same_as_json(obj, **kwargs)
