@@ -34,7 +34,8 @@ pub struct BackgroundWrite {
     parts: Option<Sender<Vec<u8>>>,
     /// Buffers the writer is done with, to be filled again (no page faults on fresh memory).
     spent: Receiver<Vec<u8>>,
-    /// Set when the producer gives up: the writer then removes the temp file without syncing.
+    /// Set when the producer gives up: the writer then removes the temp file, without the
+    /// final fsync.
     cancelled: Arc<AtomicBool>,
     worker: Option<JoinHandle<Result<Option<CompleteTemp>>>>,
 }
@@ -157,7 +158,7 @@ fn write_parts(
 /// A thread that `fdatasync`s a file each time it is woken (once for any number of wake-ups
 /// that arrived during a sync), until told to finish.
 struct Syncer {
-    wake: Option<Sender<()>>,
+    wake: Sender<()>,
     thread: JoinHandle<io::Result<()>>,
 }
 
@@ -176,23 +177,20 @@ impl Syncer {
                 Ok(())
             })
             .ok()?;
-        Some(Syncer {
-            wake: Some(wake),
-            thread,
-        })
+        Some(Syncer { wake, thread })
     }
 
     fn wake(&self) {
-        if let Some(wake) = &self.wake {
-            // After a failed sync the thread is gone: its error comes out of `finish`.
-            let _ = wake.send(());
-        }
+        // After a failed sync the thread is gone: its error comes out of `finish`.
+        let _ = self.wake.send(());
     }
 
-    /// Stops the thread after the sync in progress, if any; its first error.
-    fn finish(mut self) -> io::Result<()> {
-        self.wake = None;
-        self.thread
+    /// Lets the thread sync once more if it was woken since its last sync, then stop; its
+    /// first error.
+    fn finish(self) -> io::Result<()> {
+        let Syncer { wake, thread } = self;
+        drop(wake);
+        thread
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
