@@ -58,9 +58,14 @@ const KEEP_REPLACED_FROM: u64 = 1 << 20;
 /// place, its durability is not certain. Every error names `target`, except `Step::CreateDir`
 /// (the directory).
 pub fn write_atomic(target: &Path, data: &[u8], durable: bool) -> Result<()> {
+    prepare(target, data, durable)?.replace_target().map(drop)
+}
+
+/// The steps of [`write_atomic`] before the rename: a complete temp file holding `data`.
+pub fn prepare(target: &Path, data: &[u8], durable: bool) -> Result<CompleteTemp> {
     let mut temp = TempFile::create(target, durable)?;
     temp.write(data)?;
-    temp.complete()?.replace_target().map(drop)
+    temp.complete()
 }
 
 /// A temp file beside its target, written in parts: the steps of [`write_atomic`] one by one,
@@ -170,15 +175,10 @@ impl TempFile {
             .map_err(|err| self.pending.fail(Step::SyncTemp, err))
     }
 
-    /// The target, as errors name it.
-    pub fn target(&self) -> &Path {
-        &self.pending.target
-    }
-
     /// All data is written: fsync it (if durable) and close the written descriptor, checking
     /// the close.
     pub fn complete(self) -> Result<CompleteTemp> {
-        let TempFile { pending, file, .. } = self;
+        let TempFile { pending, file } = self;
         if pending.durable {
             file.sync_all()
                 .map_err(|err| pending.fail(Step::SyncTemp, err))?;

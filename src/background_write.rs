@@ -148,7 +148,7 @@ fn write_parts(
     });
     let synced = syncer.map_or(Ok(()), Syncer::finish);
     written?;
-    synced.map_err(|err| Error::io(Step::SyncTemp, temp.target(), err))?;
+    synced.map_err(|err| Error::io(Step::SyncTemp, target, err))?;
     if cancelled.load(Ordering::Acquire) {
         return Ok(None);
     }

@@ -19,7 +19,7 @@ use super::errors::{core_error, decode_error, int_too_long_error, SerError, SerE
 use super::objects::Builder;
 use super::sanitize::{to_python, Profile, Rules};
 use super::text::{ascii_to_str, wtf8_to_str};
-use crate::atomic_write::{self, CompleteTemp, TempFile};
+use crate::atomic_write::{self, CompleteTemp};
 use crate::background_write::{self, BackgroundWrite, PART_SIZE};
 use crate::errors::{Error, Step};
 use crate::lock::{self, LockGuard, LockMode};
@@ -488,11 +488,7 @@ fn write_locked(
     let owner = owner_or_thread(how.owner);
     py.detach(|| -> Result<(), Failure> {
         let complete: CompleteTemp = match data {
-            Prepared::Bytes(bytes) => {
-                let mut temp = TempFile::create(path, how.durable)?;
-                temp.write(bytes)?;
-                temp.complete()?
-            }
+            Prepared::Bytes(bytes) => atomic_write::prepare(path, bytes, how.durable)?,
             Prepared::Streamed(write, rest) => write?.finish(rest)?,
         };
         let guard = if how.locked {
