@@ -199,24 +199,13 @@ impl Syncer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TempDir;
     use std::fs;
-    use std::path::PathBuf;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "atomicjson-bg-{tag}-{}-{:?}",
-            std::process::id(),
-            thread::current().id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     #[test]
     fn parts_arrive_in_order_and_replace_the_target() {
-        let dir = temp_dir("order");
-        let target = dir.join("a.json");
+        let dir = TempDir::new("order");
+        let target = dir.path("a.json");
         fs::write(&target, b"old").unwrap();
         let mut write = BackgroundWrite::start(&target, true).unwrap();
         let mut expected = Vec::new();
@@ -236,14 +225,13 @@ mod tests {
         expected.extend_from_slice(b"end\n");
         write.finish(buffer).unwrap().replace_target().unwrap();
         assert_eq!(fs::read(&target).unwrap(), expected);
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
-        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(dir.names().len(), 1);
     }
 
     #[test]
     fn deferred_floats_are_written_as_text() {
-        let dir = temp_dir("floats");
-        let target = dir.join("a.json");
+        let dir = TempDir::new("floats");
+        let target = dir.path("a.json");
         let mut write = BackgroundWrite::start(&target, false).unwrap();
         let mut part = b"[".to_vec();
         format::write_float_deferred(&mut part, 0.1);
@@ -254,29 +242,27 @@ mod tests {
         last.extend_from_slice(b", \"\xc3\xa4\"]");
         write.finish(last).unwrap().replace_target().unwrap();
         assert_eq!(fs::read(&target).unwrap(), "[0.1, 1e+16, \"ä\"]".as_bytes());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn dropping_it_removes_the_temp_file() {
-        let dir = temp_dir("drop");
-        let target = dir.join("a.json");
+        let dir = TempDir::new("drop");
+        let target = dir.path("a.json");
         let mut write = BackgroundWrite::start(&target, false).unwrap();
         write.send(vec![b'x'; 10_000]);
         drop(write);
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        assert_eq!(dir.names().len(), 0);
         // Finished but never renamed: removed as well.
         let mut write = BackgroundWrite::start(&target, true).unwrap();
         write.send(vec![b'x'; 10_000]);
         drop(write.finish(b"y".to_vec()).unwrap());
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
-        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(dir.names().len(), 0);
     }
 
     #[test]
     fn a_failing_writer_reports_its_error_at_finish() {
-        let dir = temp_dir("fail");
-        let file = dir.join("file");
+        let dir = TempDir::new("fail");
+        let file = dir.path("file");
         fs::write(&file, b"keep").unwrap();
         // The parent is a file: the temp file cannot be created.
         let mut write = BackgroundWrite::start(&file.join("a.json"), true).unwrap();
@@ -292,6 +278,5 @@ mod tests {
             Ok(_) => panic!("the write succeeded"),
         }
         assert_eq!(fs::read(&file).unwrap(), b"keep");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

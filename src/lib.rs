@@ -11,6 +11,8 @@ pub mod holder_record;
 pub mod lock;
 pub mod read;
 pub mod stack;
+#[cfg(test)]
+mod test_dir;
 
 #[cfg(feature = "python")]
 mod python;
