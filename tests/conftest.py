@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -82,16 +82,22 @@ def hold_lock() -> Iterator[Any]:
             h.proc.wait()
 
 
-def run_python(code: str, *args: str, timeout: float = 120, **kwargs: Any) -> "subprocess.CompletedProcess[str]":
-    """Run `code` in a fresh interpreter with the tests directory importable."""
+def child_env() -> Dict[str, str]:
+    """This process's environment with the tests directory first on PYTHONPATH, for child
+    interpreters that import the test helpers."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    return env
+
+
+def run_python(code: str, *args: str, timeout: float = 120, **kwargs: Any) -> "subprocess.CompletedProcess[str]":
+    """Run `code` in a fresh interpreter with the tests directory importable."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=child_env(),
         **kwargs,
     )
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import List
 
-from conftest import run_python, temp_files
+from conftest import child_env, run_python, temp_files
 
 # Each worker runs this: `rounds` times, take the lock (atomicjson's or the legacy polled
 # fcntl.flock), prove nobody else is inside by creating a marker with O_EXCL, bump a counter
@@ -71,9 +70,7 @@ def _run_workers(tmp_path: Path, modes: List[str], rounds: int) -> None:
     target = tmp_path / "shared.json"  # lock: shared.lock, held around each round
     counter = tmp_path / "shared.count.json"  # its own lock: shared.count.lock
     counter.write_text(json.dumps({"n": 0}))
-    env = dict(os.environ)
-    here = str(Path(__file__).resolve().parent)
-    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
+    env = child_env()
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(target), str(counter), mode, str(rounds), str(i)],

@@ -32,7 +32,8 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 import pytest
 
 import atomicjson
-from conftest import HERE, NOBODY, LockHolder, is_root, nobody_can_import_atomicjson, temp_files
+from conftest import (HERE, NOBODY, LockHolder, child_env, is_root,
+                      nobody_can_import_atomicjson, temp_files)
 
 pytestmark = pytest.mark.skipif(not is_root, reason="fault injection needs root")
 needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
@@ -110,8 +111,7 @@ class Child:
     """The CHILD script, optionally with strace attached once it is ready."""
 
     def __init__(self, directory: Path, docs: List[Any], strace: List[str]) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+        env = child_env()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(CHILD), str(directory),
              json.dumps(docs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -263,8 +263,7 @@ def test_injected_fault_in_a_streamed_write(tmp_path: Path, syscall: str, error:
     # write, fdatasync or fsync call before the writer thread has failed).
     target = tmp_path / "a.json"
     log = tmp_path / "strace.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(STREAM_CHILD), str(target)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     try:

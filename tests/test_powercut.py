@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from conftest import HERE, is_root
+from conftest import child_env, is_root
 
 STRESS = float(os.environ.get("ATOMICJSON_STRESS", "1"))
 SEED = int(os.environ.get("ATOMICJSON_SEED", str(random.randrange(2**32))))
@@ -147,8 +147,7 @@ def test_durable_writes_survive_a_power_cut_and_others_are_old_or_new(
     rounds = max(2, int(24 * STRESS))
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     driver = subprocess.run(
         ["unshare", "-m", "--propagation", "private", sys.executable, "-c", DRIVER,
          loop_image.device, str(mnt), str(tmp_path), str(rounds), str(SEED), WRITE_AND_CUT],

@@ -21,7 +21,7 @@ from typing import Dict, List
 import pytest
 
 import atomicjson
-from conftest import run_python, temp_files
+from conftest import child_env, run_python, temp_files
 
 UMASKS = [0o000, 0o002, 0o022, 0o027, 0o077]
 STRESS = int(os.environ.get("ATOMICJSON_STRESS", "0") or 0)
@@ -154,8 +154,7 @@ def traced_opens(tmp_path: Path, rounds: int) -> List[str]:
     log = tmp_path / "strace.log"
     target = tmp_path / "doc.json"
     python = sys.executable  # the virtualenv's, which finds atomicjson
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    env = child_env()
     proc = subprocess.run(["strace", "-f", "-qq", "-o", str(log), "-e", "trace=open,openat",
                            python, "-c", _STRACED, str(target), str(rounds)],
                           capture_output=True, text=True, env=env, timeout=120)

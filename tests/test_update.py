@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,23 +16,18 @@ import pytest
 
 import atomicjson
 import legacy
-from conftest import HERE, run_python, temp_files
+from conftest import child_env, run_python, temp_files
 
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    return env
-
 
 def start_workers(code: str, argv_list):
     """Start one interpreter per argv (all at once) running `code`."""
     return [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, argv)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=_env())
+                             env=child_env())
             for argv in argv_list]
 
 
