@@ -206,7 +206,7 @@ impl Encoding {
         );
         if let Some(sink) = sink {
             // The background writer formats deferred floats (without the GIL).
-            encoder.stream_to(sink, PART_SIZE, true);
+            encoder.stream_to(sink, PART_SIZE);
         }
         let result = encoder.encode(data, self.rules);
         let mut out = OutBuf(std::mem::take(&mut encoder.out));

@@ -83,7 +83,8 @@ impl Drop for OutBuf {
 }
 
 /// Takes an encoder's output while it is being written, whenever it reaches the part size:
-/// swaps the full buffer for an empty one.
+/// swaps the full buffer for an empty one. Parts after the first may hold deferred floats,
+/// which the sink turns into text (`format::expand_deferred_floats`).
 pub trait Sink {
     fn take(&mut self, out: &mut Vec<u8>);
 }
@@ -95,9 +96,8 @@ pub struct Encoder<'a, 'py> {
     sink: Option<&'a mut dyn Sink>,
     part_size: usize,
     /// Floats are written as `format::DEFERRED_FLOAT` records for the sink's writer thread to
-    /// format without the GIL: set once a first part went to a sink that expands them.
+    /// format without the GIL: set once a first part went to the sink.
     defer_floats: bool,
-    sink_expands_floats: bool,
     style: &'a Style,
     profile: &'a Profile<'py>,
     /// Lone surrogates are an error (the output becomes a UTF-8 file) rather than passed on.
@@ -134,7 +134,6 @@ impl<'a, 'py> Encoder<'a, 'py> {
             sink: None,
             part_size: usize::MAX,
             defer_floats: false,
-            sink_expands_floats: false,
             style,
             profile,
             strict_utf8,
@@ -153,14 +152,12 @@ impl<'a, 'py> Encoder<'a, 'py> {
         }
     }
 
-    /// Hands the output to `sink` in parts of about `part_size` bytes as it is written. With
-    /// `expands_floats`, the parts after the first may hold deferred floats
-    /// (`format::expand_deferred_floats` turns them into text): a document that fits in one
-    /// part is plain text.
-    pub fn stream_to(&mut self, sink: &'a mut dyn Sink, part_size: usize, expands_floats: bool) {
+    /// Hands the output to `sink` in parts of about `part_size` bytes as it is written. The
+    /// parts after the first may hold deferred floats; a document that fits in one part is
+    /// plain text.
+    pub fn stream_to(&mut self, sink: &'a mut dyn Sink, part_size: usize) {
         self.sink = Some(sink);
         self.part_size = part_size;
-        self.sink_expands_floats = expands_floats;
     }
 
     #[cold]
@@ -168,7 +165,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
     fn hand_over(&mut self) {
         if let Some(sink) = self.sink.as_mut() {
             sink.take(&mut self.out);
-            self.defer_floats = self.sink_expands_floats;
+            self.defer_floats = true;
         }
     }
 
