@@ -1,10 +1,12 @@
 //! Text primitives of the encoder: numbers and string literals written byte for byte as
-//! Python's `json.dumps` writes them. Pure Rust (no pyo3), dependencies `zmij` and `itoa` only.
+//! Python's `json.dumps` writes them. Pure Rust (no pyo3); floats through `shortest`.
 //!
 //! Strings arrive as WTF-8: UTF-8 that may also hold lone surrogates U+D800..U+DFFF encoded as
 //! 3-byte sequences (`ED A0 80` .. `ED BF BF`), which is what Python's `surrogatepass` yields.
 //! The scanners look at 8 bytes at a time (SWAR) and copy each run of bytes that needs no
 //! escaping with one `extend_from_slice`.
+
+use crate::shortest;
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -383,13 +385,63 @@ pub fn has_surrogates(text: &[u8]) -> bool {
 /// Appends a decimal `i64`.
 #[inline]
 pub fn write_i64(out: &mut Vec<u8>, value: i64) {
-    append(out, itoa::Buffer::new().format(value).as_bytes());
+    out.reserve(24);
+    // SAFETY: 24 bytes reserved; `write_digits` stores at most 20 past the sign.
+    unsafe {
+        let start = out.as_mut_ptr().add(out.len());
+        *start = b'-';
+        let negative = (value < 0) as usize;
+        let len = write_digits(start.add(negative), value.unsigned_abs());
+        out.set_len(out.len() + negative + len);
+    }
 }
 
 /// Appends a decimal `u64`.
 #[inline]
 pub fn write_u64(out: &mut Vec<u8>, value: u64) {
-    append(out, itoa::Buffer::new().format(value).as_bytes());
+    out.reserve(24);
+    // SAFETY: as in `write_i64`.
+    unsafe {
+        let start = out.as_mut_ptr().add(out.len());
+        let len = write_digits(start, value);
+        out.set_len(out.len() + len);
+    }
+}
+
+/// Stores the decimal digits of `value` at `dst` (from registers, like the floats); returns
+/// their count. Stores at most 20 bytes.
+#[inline(always)]
+unsafe fn write_digits(dst: *mut u8, value: u64) -> usize {
+    // Most ints in documents are one or two digits: no digit count, no lanes.
+    if value < 10 {
+        *dst = b'0' + value as u8;
+        return 1;
+    }
+    if value < 100 {
+        let tens = (value * 103) >> 10;
+        store(
+            dst,
+            u16::from_le_bytes([b'0' + tens as u8, b'0' + (value - tens * 10) as u8]),
+        );
+        return 2;
+    }
+    let n = value.ilog10() as usize + 1;
+    if n <= 8 {
+        store(dst, ascii8(value) >> (8 * (8 - n)));
+        n
+    } else if n <= 16 {
+        store(dst, ascii16(value) >> (8 * (16 - n)));
+        n
+    } else {
+        let high = value / 10_000_000_000_000_000; // at most 1844
+        let high_len = n - 16;
+        store(dst, ascii8(high) >> (8 * (8 - high_len)));
+        store(
+            dst.add(high_len),
+            ascii16(value - high * 10_000_000_000_000_000),
+        );
+        n
+    }
 }
 
 /// Marks a float whose text is written later, by [`expand_deferred_floats`]: followed by the
@@ -420,87 +472,192 @@ pub fn expand_deferred_floats(text: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(rest);
 }
 
+/// Sixteen ASCII '0's.
+const ASCII_ZEROS: u128 = u128::from_le_bytes([b'0'; 16]);
+
+/// Stores `value`'s bytes at `dst` (unaligned).
+#[inline(always)]
+unsafe fn store<T>(dst: *mut u8, value: T) {
+    std::ptr::write_unaligned(dst.cast::<T>(), value);
+}
+
+/// The 8 decimal digits of `x < 10^8` as ASCII, the first digit in the lowest byte: split
+/// into 4 + 4, 2 + 2 and 1 + 1 digits in parallel lanes of one integer (multiply-shift
+/// division by 10^4, 100 and 10, exact in these ranges: checked by the tests).
+#[inline(always)]
+fn ascii8(x: u64) -> u64 {
+    let high = (x * 109_951_163) >> 40; // x / 10^4
+    let v = high | ((x - high * 10_000) << 32);
+    let hundreds = ((v * 10_486) >> 20) & 0x0000_007F_0000_007F;
+    let v = hundreds | ((v - hundreds * 100) << 16);
+    let tens = ((v * 103) >> 10) & 0x000F_000F_000F_000F;
+    let v = tens | ((v - tens * 10) << 8);
+    v | 0x3030_3030_3030_3030
+}
+
+/// The 16 decimal digits of `x < 10^16` (with leading zeros) as ASCII, the first digit in the
+/// lowest byte.
+#[inline(always)]
+fn ascii16(x: u64) -> u128 {
+    let high = x / 100_000_000;
+    ascii8(high) as u128 | (ascii8(x - high * 100_000_000) as u128) << 64
+}
+
+/// Writes "e+XX" / "e-XX" / "e+XXX" (at least two exponent digits, as Python) at `dst`
+/// (8 bytes stored); returns the length.
+#[inline(always)]
+unsafe fn write_exponent(dst: *mut u8, exp: i32) -> usize {
+    let sign = if exp < 0 { b'-' } else { b'+' };
+    let e = exp.unsigned_abs();
+    let (text, len) = if e < 100 {
+        (
+            [b'e', sign, b'0' + (e / 10) as u8, b'0' + (e % 10) as u8, 0],
+            4,
+        )
+    } else {
+        let (h, r) = (e / 100, e % 100);
+        (
+            [
+                b'e',
+                sign,
+                b'0' + h as u8,
+                b'0' + (r / 10) as u8,
+                b'0' + (r % 10) as u8,
+            ],
+            5,
+        )
+    };
+    let mut word = [0u8; 8];
+    word[..5].copy_from_slice(&text);
+    store(dst, u64::from_le_bytes(word));
+    len
+}
+
+/// "NaN", "Infinity", "-Infinity": what `json.dumps` writes with `allow_nan`.
+#[cold]
+fn write_non_finite(out: &mut Vec<u8>, value: f64) {
+    out.extend_from_slice(if value.is_nan() {
+        b"NaN"
+    } else if value > 0.0 {
+        b"Infinity"
+    } else {
+        b"-Infinity"
+    });
+}
+
 /// Appends the exact text of Python's `float.__repr__` (as `json.dumps` writes floats): the
-/// shortest round-trip digits; fixed notation when the decimal exponent is in [-4, 16)
-/// (always with a fraction, "100.0"), else "d.ddde+XX" / "d.ddde-XX" with at least two
-/// exponent digits ("1e+16", "1e-05", "5e-324"); "-0.0"; "NaN", "Infinity", "-Infinity".
+/// shortest round-trip digits, the closest to the value among them (`shortest`); fixed
+/// notation when the decimal exponent is in [-4, 16) (always with a fraction, "100.0"), else
+/// "d.ddde+XX" / "d.ddde-XX" with at least two exponent digits ("1e+16", "1e-05", "5e-324");
+/// "-0.0"; "NaN", "Infinity", "-Infinity".
 ///
-/// The digits come from `zmij` (Schubfach: the shortest round-trip digits, the closest to the
-/// value among them, as Python's repr picks; the same digits as `ryu`, ~1.7x as fast),
-/// whose layout already equals Python's for decimal exponents -4..=15 ("0.0001", "123.45",
-/// "100.0", "-0.0"); only its exponent form ("1e+16", "1.5e-7") and its fixed form for
-/// exponent -5 ("0.00001") are rewritten here.
+/// The text is assembled in registers and stored straight into `out` (a few overlapping
+/// stores, no call, nothing read back: see `shortest` for why).
 #[inline]
 pub fn write_float(out: &mut Vec<u8>, value: f64) {
-    let magnitude = value.abs();
-    // Python's fixed range, where zmij's text is already Python's: no 'e' to look for. The
-    // bounds are exact: 1e16 is a double, so anything below it has a shorter repr than "1e+16";
-    // anything below the double nearest 0.0001 cannot print as "0.0001".
-    if (1e-4..1e16).contains(&magnitude) || magnitude == 0.0 {
-        append(out, zmij::Buffer::new().format_finite(value).as_bytes());
+    let bits = value.to_bits();
+    let exp_bits = ((bits >> 52) & 0x7FF) as u32;
+    let fraction = bits & ((1 << 52) - 1);
+    if exp_bits == 0x7FF {
+        write_non_finite(out, value);
         return;
     }
-    write_float_rare(out, value);
-}
-
-/// `write_float` outside the fixed range: the exponent form and the non-finite values.
-#[inline(never)]
-fn write_float_rare(out: &mut Vec<u8>, value: f64) {
-    if !value.is_finite() {
-        out.extend_from_slice(if value.is_nan() {
-            b"NaN"
-        } else if value > 0.0 {
-            b"Infinity"
+    // The longest text: "-0.000" + 17 digits, or the stores below reaching 16 bytes past a
+    // 17-digit run ("-d." + 16 + 16).
+    out.reserve(48);
+    // SAFETY: 48 bytes are reserved past the length and every store below stays within them
+    // (the bounds are given at each layout); `set_len` covers only bytes written.
+    unsafe {
+        let start = out.as_mut_ptr().add(out.len());
+        let negative = (bits >> 63) as usize;
+        *start = b'-';
+        let dst = start.add(negative);
+        let len = if exp_bits == 0 && fraction == 0 {
+            store(dst, u32::from_le_bytes(*b"0.0\0"));
+            3
+        } else if let Some(int) = small_integer(exp_bits, fraction) {
+            // An integer below 2^53 (< 10^16): all its digits and ".0".
+            let n = int.ilog10() as usize + 1;
+            store(dst, ascii16(int) >> (8 * (16 - n)));
+            store(dst.add(n), u16::from_le_bytes(*b".0"));
+            n + 2
         } else {
-            b"-Infinity"
-        });
-        return;
-    }
-    let mut buffer = zmij::Buffer::new();
-    let s = buffer.format_finite(value).as_bytes();
-    let sign = (s[0] == b'-') as usize;
-    let body = &s[sign..];
-    // The exponent has at most 3 digits and a sign: the 'e' is within the last 5 bytes.
-    let tail = body.len().saturating_sub(5);
-    if let Some(e) = body[tail..].iter().position(|&c| c == b'e') {
-        // "d[.ddd]e[+-]X" -> "d[.ddd]e+0X" / "e-0X".
-        let e = sign + tail + e;
-        let (mantissa, exponent) = (&s[..e], &s[e + 1..]);
-        let (exp_sign, exp_digits) = match exponent.split_first() {
-            Some((&sign @ (b'-' | b'+'), rest)) => (sign, rest),
-            _ => (b'+', exponent),
+            let (digits, exp10) = shortest::shortest(exp_bits, fraction);
+            write_decimal(dst, digits, exp10)
         };
-        // Two short copies of known bounds (`append`), no copy through a scratch buffer.
-        append(out, mantissa);
-        let exp = match *exp_digits {
-            [d] => [b'e', exp_sign, b'0', d, 0],
-            [d1, d2] => [b'e', exp_sign, d1, d2, 0],
-            [d1, d2, d3] => [b'e', exp_sign, d1, d2, d3],
-            _ => unreachable!("a double's decimal exponent has 1 to 3 digits"),
-        };
-        append(out, &exp[..2 + exp_digits.len().max(2)]);
-    } else if body.starts_with(b"0.0000") {
-        // Decimal exponent -5, written "0.0000ddd": Python wants "d.dde-05".
-        let digits = &body[6..];
-        let mut buf = [0u8; 32];
-        buf[0] = b'-';
-        let mut len = sign;
-        buf[len] = digits[0];
-        len += 1;
-        if digits.len() > 1 {
-            buf[len] = b'.';
-            len += 1;
-            buf[len..len + digits.len() - 1].copy_from_slice(&digits[1..]);
-            len += digits.len() - 1;
-        }
-        buf[len..len + 4].copy_from_slice(b"e-05");
-        len += 4;
-        append(out, &buf[..len]);
-    } else {
-        append(out, s);
+        out.set_len(out.len() + negative + len);
     }
 }
 
+/// `Some(v)` when the double is an integer in [1, 2^53): its value, all of whose digits
+/// Python prints (no shortest-digits search needed).
+#[inline(always)]
+fn small_integer(exp_bits: u32, fraction: u64) -> Option<u64> {
+    // v = c * 2^(exp_bits - 1075): an integer below 2^53 when 0 <= 1075 - exp_bits < 53
+    // and the shifted-out bits are zero.
+    let shift = 1075u32.wrapping_sub(exp_bits);
+    if shift >= 53 {
+        return None;
+    }
+    let c = fraction | 1 << 52;
+    let int = c >> shift;
+    (int << shift == c).then_some(int)
+}
+
+/// Writes `digits * 10^exp10` (`0 < digits < 10^17`) in Python's layout at `dst`; returns the
+/// length. Stores up to 48 bytes past `dst` (the caller reserves them).
+#[inline(always)]
+unsafe fn write_decimal(dst: *mut u8, digits: u64, exp10: i32) -> usize {
+    // The digits as ASCII, as 17 with leading zeros: `lead` the first (non-zero only when
+    // there are 17), `padded` the 16 after it. `first` is the first significant digit and
+    // `rest` the ones after it (the next at the lowest byte, up to 16).
+    let lead = digits / 10_000_000_000_000_000;
+    let padded = ascii16(digits - lead * 10_000_000_000_000_000);
+    let (first, rest, all) = if lead != 0 {
+        (b'0' + lead as u8, padded, 17)
+    } else {
+        // The leading '0's of `padded` are its lowest bytes equal to '0'.
+        let zeros = ((padded ^ ASCII_ZEROS).trailing_zeros() / 8) as usize;
+        let run = padded >> (8 * zeros);
+        (run as u8, run >> 8, 16 - zeros)
+    };
+    // Digits without the trailing zeros (the highest bytes of `padded` that are '0').
+    let n = all - ((padded ^ ASCII_ZEROS).leading_zeros() / 8) as usize;
+    let point = exp10 + all as i32 - 1; // the decimal exponent of the first digit
+    if !(-4..16).contains(&point) {
+        // "d.ddde+XX": the first digit, the point (when more digits follow), the exponent.
+        *dst = first;
+        let mut len = 1;
+        if n > 1 {
+            *dst.add(1) = b'.';
+            store(dst.add(2), rest);
+            len = n + 1;
+        }
+        return len + write_exponent(dst.add(len), point);
+    }
+    if point < 0 {
+        // "0.000ddd": point -1..=-4 puts 0 to 3 zeros after "0.".
+        store(dst, u64::from_le_bytes(*b"0.000000"));
+        let first_at = dst.add((1 - point) as usize);
+        *first_at = first;
+        store(first_at.add(1), rest);
+        return (1 - point) as usize + n;
+    }
+    // point 0..=15: the digits, then the point after the first `point + 1` of them.
+    *dst = first;
+    store(dst.add(1), rest);
+    let int_len = point as usize + 1;
+    if int_len >= n {
+        // All digits before the point: zeros up to it, then ".0" (at most 16 bytes in all).
+        store(dst.add(n), ASCII_ZEROS);
+        store(dst.add(int_len), u16::from_le_bytes(*b".0"));
+        return int_len + 2;
+    }
+    // Move the digits after the point one place on: the shifted run, stored again.
+    store(dst.add(int_len + 1), rest >> (8 * (int_len - 1)));
+    *dst.add(int_len) = b'.';
+    n + 1
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,6 +704,33 @@ mod tests {
                 0x80 | ((cp >> 6) & 0x3F) as u8,
                 0x80 | (cp & 0x3F) as u8,
             ],
+        }
+    }
+
+    #[test]
+    fn ascii_digits_of_every_lane_value() {
+        // Each split step of `ascii8`, over its whole range: the 4 + 4 split of every x < 10^8
+        // is checked on a stride and at every boundary of 10^4; the 2 + 2 and 1 + 1 steps see
+        // every value they can.
+        let text = |x: u64| String::from_utf8(ascii8(x).to_le_bytes().to_vec()).unwrap();
+        for x in (0..100_000_000u64)
+            .step_by(9_973)
+            .chain((1..10_000).map(|i| i * 10_000 - 1))
+        {
+            assert_eq!(text(x), format!("{x:08}"));
+        }
+        for x in (0..10_000u64).chain((0..10_000).map(|y| y * 10_000)) {
+            assert_eq!(text(x), format!("{x:08}"));
+        }
+        for x in [
+            0,
+            1,
+            9_999_999_999_999_999,
+            1_000_000_000_000_000,
+            12_345_678_901_234_567 % 10u64.pow(16),
+        ] {
+            let bytes = ascii16(x).to_le_bytes();
+            assert_eq!(std::str::from_utf8(&bytes).unwrap(), format!("{x:016}"));
         }
     }
 
@@ -599,6 +783,19 @@ mod tests {
             (1234567890123456.7, "1234567890123456.8"),
             (0.30000000000000004, "0.30000000000000004"),
             (4.35, "4.35"),
+            // 17 digits in each layout; a digit run with inner zeros; an integer-valued double
+            // above 2^53 in the fixed range; the smallest subnormals.
+            (0.34498246212675937, "0.34498246212675937"),
+            (0.0034498246212675936, "0.0034498246212675936"),
+            (3.4498246212675934, "3.4498246212675934"),
+            (3449.8246212675936, "3449.8246212675936"),
+            (3.4498246212675935e-200, "3.4498246212675935e-200"),
+            (1.0000000000000002, "1.0000000000000002"),
+            (100.00000000000001, "100.00000000000001"),
+            (9007199254740994.0, "9007199254740994.0"),
+            (4e-323, "4e-323"),
+            (5e-323, "5e-323"),
+            (1e-323, "1e-323"),
             (f64::NAN, "NaN"),
             (-f64::NAN, "NaN"),
             (f64::INFINITY, "Infinity"),
@@ -688,6 +885,24 @@ mod tests {
         }
         check_float(f64::MAX);
         check_float(f64::MIN_POSITIVE);
+    }
+
+    #[test]
+    fn ints_of_every_length() {
+        for digits in 1..=20u32 {
+            for value in [
+                10u64.pow(digits - 1),
+                10u64.saturating_pow(digits) - 1,
+                u64::MAX / 10u64.pow(20 - digits),
+            ] {
+                let mut out = vec![b'#'];
+                write_u64(&mut out, value);
+                assert_eq!(out, format!("#{value}").into_bytes());
+                let mut out = Vec::new();
+                write_i64(&mut out, -(value.min(i64::MAX as u64) as i64));
+                assert_eq!(out, format!("-{}", value.min(i64::MAX as u64)).into_bytes());
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod format;
 pub mod holder_record;
 pub mod lock;
 pub mod read;
+pub mod shortest;
 pub mod stack;
 #[cfg(test)]
 mod test_dir;

@@ -94,7 +94,7 @@ fn model_escape(text: &[u8], ensure_ascii: bool) -> Vec<u8> {
 }
 
 /// Python's `float.__repr__`, built from Rust's shortest round-trip digits (`{:e}`), which
-/// share nothing with the `zmij`-based code under test.
+/// share nothing with the Schubfach code under test (`shortest`).
 fn model_float_repr(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();

@@ -307,7 +307,8 @@ def test_random_timestamps(unit: str) -> None:
 
 
 def test_float_repr_on_random_bit_patterns() -> None:
-    # zmij's digits, laid out as float.__repr__, for doubles of every magnitude.
+    # The shortest digits (src/shortest.rs), laid out as float.__repr__, for doubles of every
+    # magnitude.
     import random
     import struct
     rng = random.Random(1)

@@ -13,6 +13,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyString, PyType};
 
 use super::sanitize::type_module;
+use crate::format;
 
 /// What an exact type is to the encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -393,10 +394,9 @@ static TIMEZONE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `v` in decimal, zero-padded to `width` digits (`v` is not negative).
 fn digits(out: &mut Vec<u8>, v: i64, width: usize) {
-    let mut buffer = itoa::Buffer::new();
-    let s = buffer.format(v).as_bytes();
-    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(s.len())));
-    out.extend_from_slice(s);
+    let len = v.checked_ilog10().unwrap_or(0) as usize + 1;
+    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(len)));
+    format::write_u64(out, v as u64);
 }
 
 /// The proleptic Gregorian date of a day count from 1970-01-01 (Howard Hinnant's algorithm).
