@@ -563,8 +563,8 @@ pub fn write_float(out: &mut Vec<u8>, value: f64) {
         write_non_finite(out, value);
         return;
     }
-    // The longest text: "-0.000" + 17 digits, or the stores below reaching 16 bytes past a
-    // 17-digit run ("-d." + 16 + 16).
+    // The stores reach at most 34 bytes in (the sign, then `write_decimal`'s 33), past the
+    // longest text ("-0.000" and 17 digits): whole words are stored and the rest overwritten.
     out.reserve(48);
     // SAFETY: 48 bytes are reserved past the length and every store below stays within them
     // (the bounds are given at each layout); `set_len` covers only bytes written.
@@ -606,7 +606,8 @@ fn small_integer(exp_bits: u32, fraction: u64) -> Option<u64> {
 }
 
 /// Writes `digits * 10^exp10` (`0 < digits < 10^17`) in Python's layout at `dst`; returns the
-/// length. Stores up to 48 bytes past `dst` (the caller reserves them).
+/// length. Stores at most 33 bytes past `dst` (the digit run stored again one byte on, after
+/// 16 integer digits and the point); the caller reserves them.
 #[inline(always)]
 unsafe fn write_decimal(dst: *mut u8, digits: u64, exp10: i32) -> usize {
     // The digits as ASCII, as 17 with leading zeros: `lead` the first (non-zero only when
