@@ -44,6 +44,36 @@ def test_canonical_bytes_equal_legacy(doc) -> None:
     assert atomicjson.canonical_bytes(doc) == legacy.canonical_dump(doc)
 
 
+_SCALARS = st.one_of(
+    st.integers(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(),
+    st.booleans(), st.none(), unicode_text())
+
+
+@SETTINGS
+@given(st.lists(st.tuples(unicode_text(), _SCALARS), max_size=40), st.randoms(), st.integers(1, 4))
+def test_maps_of_scalars_equal_legacy(pairs, rng, copies) -> None:
+    # Dicts of str keys and scalar values (per-feature maps) are written from one read of the
+    # dict; several dicts with the same key objects in the same order share one sort.
+    first = dict(pairs)
+    keys = list(first)
+    rng.shuffle(keys)
+    maps = [{k: first[k] for k in keys} for _ in range(copies)]
+    doc = {"maps": maps, "mixed": {**first, "nested": [first]}, "first": first}
+    assert atomicjson.canonical_bytes(doc) == legacy.canonical_dump(doc)
+
+
+def test_large_map_of_floats_streams_like_canonical_bytes(tmp_path) -> None:
+    # Big enough for the streamed write's parts (and their deferred floats) inside one map.
+    names = [f"feature_{i:05d}_{'xyz'[i % 3]}" for i in range(40_000)]
+    random_order = sorted(names, key=lambda n: hash(n) % 1009)
+    doc = {"importance": {n: (i * 0.6180339887) % 1.0 for i, n in enumerate(random_order)},
+           "rank": {n: i for i, n in enumerate(random_order)},
+           "flags": {n: i % 2 == 0 for i, n in enumerate(random_order)}}
+    path = tmp_path / "m.json"
+    atomicjson.write_json(path, doc)
+    assert path.read_bytes() == atomicjson.canonical_bytes(doc) == legacy.canonical_dump(doc)
+
+
 @SETTINGS
 @given(legacy_documents())
 def test_sanitize_equals_legacy_passes(doc) -> None:

@@ -5,10 +5,14 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use super::errors::{SerError, SerErrorKind};
 use super::known::{self, Elem, Kind};
-use super::sanitize::{big_int_repr, classify, json_key, small_int, Entry, Node, Profile, Rules};
+use super::sanitize::{
+    big_int_repr, classify, json_key, key_less, small_int, str_key_order, Entry, Node, Profile,
+    Rules,
+};
 use super::text::{str_utf8, Text};
 use crate::format;
 
@@ -200,6 +204,13 @@ impl<'a, 'py> Encoder<'a, 'py> {
         {
             return self.write_dict_in_order(obj);
         }
+        // SAFETY: a type check on a live object.
+        if matches!(rules, Rules::Both | Rules::Artifact)
+            && unsafe { ffi::PyDict_CheckExact(obj.as_ptr()) } != 0
+            && self.write_plain_dict(obj)?
+        {
+            return Ok(());
+        }
         // The legacy rules' conversions, which json.dumps rules get as extensions.
         if (matches!(rules, Rules::Both | Rules::Artifact)
             // SAFETY: a type check on a live object.
@@ -271,46 +282,114 @@ impl<'a, 'py> Encoder<'a, 'py> {
     /// `ptr` is a live object.
     #[inline(always)]
     unsafe fn write_scalar(&mut self, ptr: *mut ffi::PyObject) -> bool {
+        match self.plain_scalar(ptr) {
+            Some(plain) => {
+                self.write_plain(plain);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What `write_scalar` writes for `ptr`, read without writing; `None` for what it leaves
+    /// to `classify`.
+    ///
+    /// # Safety
+    /// `ptr` is a live object; a `Plain::Str` borrows its text.
+    #[inline(always)]
+    unsafe fn plain_scalar<'s>(&self, ptr: *mut ffi::PyObject) -> Option<Plain<'s>> {
         let ty = ffi::Py_TYPE(ptr);
         if std::ptr::eq(ty, &raw mut ffi::PyUnicode_Type) {
-            let Some(text) = str_utf8(ptr) else {
-                return false;
-            };
-            format::write_str(&mut self.out, text, self.style.ensure_ascii);
-            return true;
+            return str_utf8(ptr).map(Plain::Str);
         }
         if std::ptr::eq(ty, &raw mut ffi::PyLong_Type) {
             if let Some(v) = compact_int(ptr) {
-                format::write_i64(&mut self.out, v);
-                return true;
+                return Some(Plain::Int(v));
             }
             let mut overflow = 0;
             let v = ffi::PyLong_AsLongLongAndOverflow(ptr, &mut overflow);
             // -1 with an error cannot happen for an exact int; overflow goes to classify.
-            if overflow != 0 {
-                return false;
-            }
-            format::write_i64(&mut self.out, v);
-            return true;
+            return (overflow == 0).then_some(Plain::Int(v));
         }
         if std::ptr::eq(ty, &raw mut ffi::PyFloat_Type) {
             let v = ffi::PyFloat_AS_DOUBLE(ptr);
-            if !v.is_finite() && !self.profile.allow_nan {
-                return false;
-            }
-            self.write_float(v);
-            return true;
+            return (v.is_finite() || self.profile.allow_nan).then_some(Plain::Float(v));
         }
         if ptr == ffi::Py_True() {
-            self.out.extend_from_slice(b"true");
+            Some(Plain::Literal(b"true"))
         } else if ptr == ffi::Py_False() {
-            self.out.extend_from_slice(b"false");
+            Some(Plain::Literal(b"false"))
         } else if ptr == ffi::Py_None() {
-            self.out.extend_from_slice(b"null");
+            Some(Plain::Literal(b"null"))
         } else {
-            return false;
+            None
         }
-        true
+    }
+
+    #[inline(always)]
+    fn write_plain(&mut self, plain: Plain<'_>) {
+        match plain {
+            Plain::Str(text) => format::write_str(&mut self.out, text, self.style.ensure_ascii),
+            Plain::Int(v) => format::write_i64(&mut self.out, v),
+            Plain::Float(v) => self.write_float(v),
+            Plain::Literal(text) => self.out.extend_from_slice(text),
+        }
+    }
+
+    /// A dict of exact str keys and `plain_scalar` values under the legacy rules (per-feature
+    /// maps, metric records): read once, then written in key order from what was read. No
+    /// Python code runs from the first read to the last write (the sort is ours), so the texts
+    /// borrowed from the dict's strs stay valid, and no entry, reference count or node is made
+    /// per key. False (nothing written) for any other dict, which takes the general path.
+    fn write_plain_dict(&mut self, dict: &Bound<'py, PyAny>) -> Result<bool, SerError> {
+        let ptr = dict.as_ptr();
+        let mut items: Vec<(*mut ffi::PyObject, &[u8], Plain<'_>)> = Vec::new();
+        // SAFETY: ptr is an exact dict; dict_next yields borrowed references, and nothing runs
+        // Python code before the last of them is used (see above).
+        unsafe {
+            items.reserve(ffi::PyDict_Size(ptr) as usize);
+            let mut pos: ffi::Py_ssize_t = 0;
+            let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+            let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+            while dict_next(ptr, &mut pos, &mut key, &mut value) {
+                if ffi::PyUnicode_CheckExact(key) == 0 {
+                    return Ok(false);
+                }
+                let (Some(text), Some(plain)) = (str_utf8(key), self.plain_scalar(value)) else {
+                    return Ok(false);
+                };
+                items.push((key, text, plain));
+            }
+        }
+        if items.is_empty() {
+            return Ok(false); // `{}`: the general path tells it from a dict of skipped keys
+        }
+        let order = if items.windows(2).all(|w| key_less(w[0].1, w[1].1)) {
+            None
+        } else {
+            let py = dict.py();
+            // SAFETY: the keys are live exact strs (borrowed from the dict).
+            let keys: Vec<Borrowed<'_, 'py, PyString>> = items
+                .iter()
+                .map(|item| unsafe { Borrowed::from_ptr(py, item.0).cast_unchecked() })
+                .collect();
+            let keys: Vec<&Bound<'py, PyString>> = keys.iter().map(|k| &**k).collect();
+            Some(str_key_order(&self.profile.memo, &keys, |i| items[i].1))
+        };
+        self.enter(dict)?;
+        self.open(b'{');
+        for i in 0..items.len() {
+            let (_, text, plain) = items[order.as_ref().map_or(i, |o| o[i])];
+            if i > 0 {
+                self.separate();
+            }
+            format::write_str(&mut self.out, text, self.style.ensure_ascii);
+            format::append(&mut self.out, &self.style.key_separator);
+            self.write_plain(plain);
+        }
+        self.close(b'}');
+        self.stack.pop();
+        Ok(true)
     }
 
     /// `encode` under `json.dumps` rules when no callback can run (`no_callbacks`).
@@ -980,6 +1059,15 @@ unsafe fn is_scalar(ptr: *mut ffi::PyObject) -> bool {
         || ptr == ffi::Py_True()
         || ptr == ffi::Py_False()
         || ptr == ffi::Py_None()
+}
+
+/// A scalar as `write_scalar` writes it.
+#[derive(Clone, Copy)]
+enum Plain<'s> {
+    Str(&'s [u8]),
+    Int(i64),
+    Float(f64),
+    Literal(&'static [u8]),
 }
 
 /// An exact dict, list or tuple: never one of the types `write_known` handles.

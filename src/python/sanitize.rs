@@ -749,7 +749,7 @@ fn raw_key_order<'py>(
 
 /// `a < b` in code point order; the first eight bytes decide most pairs with one compare.
 #[inline]
-fn key_less(a: &[u8], b: &[u8]) -> bool {
+pub fn key_less(a: &[u8], b: &[u8]) -> bool {
     if a.len() >= 8 && b.len() >= 8 {
         let x = u64::from_be_bytes(a[..8].try_into().unwrap_or_default());
         let y = u64::from_be_bytes(b[..8].try_into().unwrap_or_default());
@@ -838,17 +838,7 @@ fn sort_by_key_text(entries: &mut Vec<Entry<'_>>) {
     apply_order(entries, &order);
 }
 
-/// The key owned by an entry of `str_key_entries`.
-fn key_object(entry: &Entry<'_>) -> Option<*mut ffi::PyObject> {
-    match &entry.key {
-        Text::Borrowed { owner, .. } => Some(owner.as_ptr()),
-        _ => None,
-    }
-}
-
-/// `sorted_entries` for the entries of `str_key_entries`, reusing the order of an earlier dict
-/// of this walk with the same key objects in the same order: a str's text never changes, so
-/// the same keys sort the same way, and they were already found free of collisions.
+/// `sorted_entries` for the entries of `str_key_entries`, with the key order of `str_key_order`.
 fn sorted_str_entries<'py>(
     mut entries: Vec<Entry<'py>>,
     rules: Rules,
@@ -863,47 +853,62 @@ fn sorted_str_entries<'py>(
     {
         return sorted_entries(entries, rules, empty_source);
     }
-    let same_keys = |known: &KeyOrder<'py>| {
-        known.keys.len() == n
-            && known
-                .keys
-                .iter()
-                .zip(&entries)
-                .all(|(k, e)| key_object(e) == Some(k.as_ptr()))
+    let order = {
+        let Some(owners) = entries
+            .iter()
+            .map(|e| match &e.key {
+                Text::Borrowed { owner, .. } => Some(owner),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return sorted_entries(entries, rules, empty_source);
+        };
+        str_key_order(memo, &owners, |i| entries[i].key.bytes())
     };
-    let found = memo.orders.borrow().iter().position(same_keys);
-    if let Some(at) = found {
-        let orders = memo.orders.borrow();
-        apply_order(&mut entries, &orders[at].order);
-        return Ok(Node::Object {
-            entries,
-            rules,
-            empty_source,
-        });
-    }
-    let order = key_text_order(&entries);
-    let keys: Vec<Bound<'py, PyString>> = entries
-        .iter()
-        .filter_map(|e| match &e.key {
-            Text::Borrowed { owner, .. } => Some(owner.clone()),
-            _ => None,
-        })
-        .collect();
+    // No collision check: the exact str keys of one dict are distinct texts.
     apply_order(&mut entries, &order);
-    refuse_collisions(&entries)?;
-    if keys.len() == n {
-        let mut orders = memo.orders.borrow_mut();
-        let mut held: usize = orders.iter().map(|known| known.keys.len()).sum();
-        while !orders.is_empty() && (orders.len() >= MAX_ORDERS || held + n > MAX_HELD_KEYS) {
-            held -= orders.remove(0).keys.len();
-        }
-        orders.push(KeyOrder { keys, order });
-    }
     Ok(Node::Object {
         entries,
         rules,
         empty_source,
     })
+}
+
+/// The key text order of a dict's exact str keys (`keys`, in dict order, `text(i)` the text
+/// of the i-th), reusing the order of an earlier dict of this walk with the same key objects
+/// in the same order: a str's text never changes, so the same keys sort the same way. A new
+/// order is kept for later dicts (at most `MAX_ORDERS` orders, `MAX_HELD_KEYS` keys).
+pub fn str_key_order<'py, 't>(
+    memo: &Memo<'py>,
+    keys: &[&Bound<'py, PyString>],
+    text: impl Fn(usize) -> &'t [u8],
+) -> Vec<usize> {
+    let n = keys.len();
+    let same_keys = |known: &KeyOrder<'py>| {
+        known.keys.len() == n
+            && known
+                .keys
+                .iter()
+                .zip(keys)
+                .all(|(k, e)| k.as_ptr() == e.as_ptr())
+    };
+    if let Some(known) = memo.orders.borrow().iter().find(|k| same_keys(k)) {
+        return known.order.clone();
+    }
+    let order = text_order(n, text);
+    if n <= MAX_HELD_KEYS {
+        let mut orders = memo.orders.borrow_mut();
+        let mut held: usize = orders.iter().map(|known| known.keys.len()).sum();
+        while !orders.is_empty() && (orders.len() >= MAX_ORDERS || held + n > MAX_HELD_KEYS) {
+            held -= orders.remove(0).keys.len();
+        }
+        orders.push(KeyOrder {
+            keys: keys.iter().map(|k| (*k).clone()).collect(),
+            order: order.clone(),
+        });
+    }
+    order
 }
 
 /// Two adjacent entries of sorted `entries` with the same key text: the legacy kept one of
