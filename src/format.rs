@@ -577,7 +577,8 @@ pub fn write_float(out: &mut Vec<u8>, value: f64) {
             store(dst, u32::from_le_bytes(*b"0.0\0"));
             3
         } else if let Some(int) = small_integer(exp_bits, fraction) {
-            // An integer below 2^53 (< 10^16): all its digits and ".0".
+            // An integer below 2^53 (< 10^16): all its digits and ".0". (`write_digits`
+            // inlined here made `dumps` 3-5% slower.)
             let n = int.ilog10() as usize + 1;
             store(dst, ascii16(int) >> (8 * (16 - n)));
             store(dst.add(n), u16::from_le_bytes(*b".0"));
@@ -660,6 +661,7 @@ unsafe fn write_decimal(dst: *mut u8, digits: u64, exp10: i32) -> usize {
     *dst.add(int_len) = b'.';
     n + 1
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

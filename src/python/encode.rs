@@ -5,7 +5,6 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
 use super::errors::{SerError, SerErrorKind};
 use super::known::{self, Elem, Kind};
@@ -367,14 +366,11 @@ impl<'a, 'py> Encoder<'a, 'py> {
         let order = if items.windows(2).all(|w| key_less(w[0].1, w[1].1)) {
             None
         } else {
-            let py = dict.py();
             // SAFETY: the keys are live exact strs (borrowed from the dict).
-            let keys: Vec<Borrowed<'_, 'py, PyString>> = items
-                .iter()
-                .map(|item| unsafe { Borrowed::from_ptr(py, item.0).cast_unchecked() })
-                .collect();
-            let keys: Vec<&Bound<'py, PyString>> = keys.iter().map(|k| &**k).collect();
-            Some(str_key_order(&self.profile.memo, &keys, |i| items[i].1))
+            let (py, n) = (dict.py(), items.len());
+            Some(unsafe {
+                str_key_order(py, &self.profile.memo, n, |i| items[i].0, |i| items[i].1)
+            })
         };
         self.enter(dict)?;
         self.open(b'{');

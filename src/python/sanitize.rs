@@ -7,6 +7,7 @@
 //! so the rules live in one place.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use pyo3::ffi;
 use pyo3::intern;
@@ -79,7 +80,7 @@ const ENUM_CHECK_AFTER: u32 = 3;
 /// theirs) in the dict's order, `order` the positions in sorted order.
 struct KeyOrder<'py> {
     keys: Vec<Bound<'py, PyString>>,
-    order: Vec<usize>,
+    order: Rc<[usize]>,
 }
 
 /// How many key orders a walk keeps, and how many keys in all: at most ~1 MiB of keys and
@@ -853,19 +854,16 @@ fn sorted_str_entries<'py>(
     {
         return sorted_entries(entries, rules, empty_source);
     }
-    let order = {
-        let Some(owners) = entries
-            .iter()
-            .map(|e| match &e.key {
-                Text::Borrowed { owner, .. } => Some(owner),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()
-        else {
-            return sorted_entries(entries, rules, empty_source);
-        };
-        str_key_order(memo, &owners, |i| entries[i].key.bytes())
+    let owner = |i: usize| match &entries[i].key {
+        Text::Borrowed { owner, .. } => owner.as_ptr(),
+        _ => std::ptr::null_mut(),
     };
+    if (0..n).any(|i| owner(i).is_null()) {
+        return sorted_entries(entries, rules, empty_source);
+    }
+    let py = entries[0].value.py();
+    // SAFETY: every key is a live exact str, owned by its entry.
+    let order = unsafe { str_key_order(py, memo, n, owner, |i| entries[i].key.bytes()) };
     // No collision check: the exact str keys of one dict are distinct texts.
     apply_order(&mut entries, &order);
     Ok(Node::Object {
@@ -875,28 +873,32 @@ fn sorted_str_entries<'py>(
     })
 }
 
-/// The key text order of a dict's exact str keys (`keys`, in dict order, `text(i)` the text
-/// of the i-th), reusing the order of an earlier dict of this walk with the same key objects
-/// in the same order: a str's text never changes, so the same keys sort the same way. A new
-/// order is kept for later dicts (at most `MAX_ORDERS` orders, `MAX_HELD_KEYS` keys).
-pub fn str_key_order<'py, 't>(
+/// The key text order of a dict's `n` exact str keys (`key(i)` the i-th key object in dict
+/// order, `text(i)` its text), reusing the order of an earlier dict of this walk with the same
+/// key objects in the same order: a str's text never changes, so the same keys sort the same
+/// way. A new order is kept for later dicts (at most `MAX_ORDERS` orders, `MAX_HELD_KEYS` keys).
+///
+/// # Safety
+/// Every `key(i)` is a live exact str (a kept order holds a reference to each).
+pub unsafe fn str_key_order<'py, 't>(
+    py: Python<'py>,
     memo: &Memo<'py>,
-    keys: &[&Bound<'py, PyString>],
+    n: usize,
+    key: impl Fn(usize) -> *mut ffi::PyObject,
     text: impl Fn(usize) -> &'t [u8],
-) -> Vec<usize> {
-    let n = keys.len();
+) -> Rc<[usize]> {
     let same_keys = |known: &KeyOrder<'py>| {
         known.keys.len() == n
             && known
                 .keys
                 .iter()
-                .zip(keys)
-                .all(|(k, e)| k.as_ptr() == e.as_ptr())
+                .enumerate()
+                .all(|(i, k)| k.as_ptr() == key(i))
     };
     if let Some(known) = memo.orders.borrow().iter().find(|k| same_keys(k)) {
         return known.order.clone();
     }
-    let order = text_order(n, text);
+    let order: Rc<[usize]> = text_order(n, text).into();
     if n <= MAX_HELD_KEYS {
         let mut orders = memo.orders.borrow_mut();
         let mut held: usize = orders.iter().map(|known| known.keys.len()).sum();
@@ -904,7 +906,9 @@ pub fn str_key_order<'py, 't>(
             held -= orders.remove(0).keys.len();
         }
         orders.push(KeyOrder {
-            keys: keys.iter().map(|k| (*k).clone()).collect(),
+            keys: (0..n)
+                .map(|i| Bound::from_borrowed_ptr(py, key(i)).cast_into_unchecked())
+                .collect(),
             order: order.clone(),
         });
     }
