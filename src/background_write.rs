@@ -28,6 +28,19 @@ use crate::format;
 /// next to its bytes, small enough that the part left to flush at the end is short.
 pub const PART_SIZE: usize = 256 << 10;
 
+/// The capacity of a fresh part buffer: a part ends between items, past `PART_SIZE`.
+const PART_CAPACITY: usize = PART_SIZE + PART_SIZE / 4;
+/// How many part buffers a producing thread keeps between writes (5 MiB): a 4 MB write's
+/// producer otherwise faulted in ~400 fresh pages per call, 10% of its time.
+const KEEP_PARTS: usize = 16;
+
+thread_local! {
+    /// Part buffers of this thread's earlier writes, their pages already mapped.
+    static SPARE_PARTS: std::cell::RefCell<Vec<Vec<u8>>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
 /// The producer's side of a temp file written by a background thread; see the module docs.
 /// Dropped without [`BackgroundWrite::finish`], the temp file is removed.
 pub struct BackgroundWrite {
@@ -72,10 +85,7 @@ impl BackgroundWrite {
             self.parts = None;
             return reuse(part);
         }
-        match self.spent.try_recv() {
-            Ok(buffer) => buffer,
-            Err(_) => Vec::with_capacity(PART_SIZE + PART_SIZE / 4),
-        }
+        next_part_buffer(&self.spent)
     }
 
     /// Queues the last part and waits for the writer: the temp file is then complete (and
@@ -89,8 +99,34 @@ impl BackgroundWrite {
         let complete = worker
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        keep_part_buffers(&self.spent);
         Ok(complete.expect("only a cancelled writer stops without a complete file"))
     }
+}
+
+/// A buffer for the producer's next part: one the writer is done with, else one kept from
+/// this thread's earlier writes, else a fresh one.
+fn next_part_buffer(spent: &Receiver<Vec<u8>>) -> Vec<u8> {
+    spent.try_recv().unwrap_or_else(|_| {
+        SPARE_PARTS
+            .try_with(|spare| spare.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Vec::with_capacity(PART_CAPACITY))
+    })
+}
+
+/// Keeps the buffers the writer gave back (all of them once it has stopped) for this thread's
+/// next write, up to `KEEP_PARTS` of a part's size.
+fn keep_part_buffers(spent: &Receiver<Vec<u8>>) {
+    let _ = SPARE_PARTS.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        for buffer in spent.try_iter() {
+            if spare.len() < KEEP_PARTS && buffer.capacity() <= PART_CAPACITY {
+                spare.push(buffer);
+            }
+        }
+    });
 }
 
 impl Drop for BackgroundWrite {
@@ -226,6 +262,50 @@ mod tests {
         write.finish(buffer).unwrap().replace_target().unwrap();
         assert_eq!(fs::read(&target).unwrap(), expected);
         assert_eq!(dir.names().len(), 1);
+    }
+
+    #[test]
+    fn a_thread_keeps_part_buffers_for_its_next_write() {
+        let (give_back, spent) = mpsc::channel();
+        for capacity in [PART_CAPACITY; KEEP_PARTS + 3]
+            .into_iter()
+            .chain([10 * PART_CAPACITY])
+        {
+            give_back.send(Vec::with_capacity(capacity)).unwrap();
+        }
+        keep_part_buffers(&spent);
+        // At most KEEP_PARTS, none larger than a part needs.
+        let kept = SPARE_PARTS.with(|spare| spare.take());
+        assert_eq!(kept.len(), KEEP_PARTS);
+        assert!(kept.iter().all(|b| b.capacity() == PART_CAPACITY));
+        // The producer takes a buffer the writer gave back first, then a kept one, then a new
+        // one.
+        SPARE_PARTS.with(|spare| spare.replace(vec![vec![7; 10]; 1]));
+        give_back.send(vec![1; 3]).unwrap();
+        assert_eq!(next_part_buffer(&spent), vec![1; 3]);
+        assert_eq!(next_part_buffer(&spent), vec![7; 10]);
+        let fresh = next_part_buffer(&spent);
+        assert!(fresh.is_empty() && fresh.capacity() == PART_CAPACITY);
+    }
+
+    #[test]
+    fn a_streamed_write_leaves_its_part_buffers_to_its_thread() {
+        let dir = TempDir::new("spare");
+        let target = dir.path("a.json");
+        SPARE_PARTS.with(|spare| spare.take());
+        let mut write = BackgroundWrite::start(&target, false).unwrap();
+        let mut buffer = Vec::new();
+        for _ in 0..4 {
+            buffer.resize(PART_SIZE, b' ');
+            buffer = write.send(buffer);
+        }
+        write
+            .finish(b"1".to_vec())
+            .unwrap()
+            .replace_target()
+            .unwrap();
+        assert!(SPARE_PARTS.with(|spare| !spare.borrow().is_empty()));
+        assert_eq!(fs::read(&target).unwrap().len(), 4 * PART_SIZE + 1);
     }
 
     #[test]
