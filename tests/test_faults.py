@@ -223,9 +223,10 @@ def test_injected_fault_at_each_step(fault: Injection, dry_trace: Tuple[str, Lis
 
 
 # The child writes a small document, says "ready", then on the first line of stdin writes a
-# ~2.5 MB one, which streams into its temp file (parts written by a background thread), and
+# ~5 MB one, which streams into its temp file (parts written by a background thread), and
 # reports with writev: the injected `write` faults must hit only the temp file's writes. The
-# slow datetimes give the writer thread time to catch up, and so to fdatasync, between parts.
+# slow datetimes give the writer thread time to catch up, and so to sync early, between parts:
+# writeback (`sync_file_range`) from the first part on, a flush (`fdatasync`) past 4 MiB.
 STREAM_CHILD = """
 import datetime, json, os, sys, time
 import atomicjson
@@ -238,7 +239,7 @@ class Slow(datetime.datetime):
 target = sys.argv[1]
 doc = {"version": "large",
        "rows": [Slow(2024, 1, 1) if i % 2000 == 0 else f"row {i:08d} " + "x" * 100
-                for i in range(20_000)]}
+                for i in range(40_000)]}
 atomicjson.write_json(target, {"version": "old"})
 print("ready", flush=True)
 sys.stdin.readline()
@@ -254,13 +255,14 @@ os.writev(1, [json.dumps(outcome).encode() + b"\\n"])
 @needs_strace
 @pytest.mark.parametrize("syscall,error,step", [
     ("write", "ENOSPC", "write_temp"),
+    ("sync_file_range", "EIO", "fsync_temp"),
     ("fdatasync", "EIO", "fsync_temp"),
     ("fsync", "EIO", "fsync_temp"),
 ])
 def test_injected_fault_in_a_streamed_write(tmp_path: Path, syscall: str, error: str,
                                             step: str) -> None:
-    # Counted per thread: call 1 is the writer thread's first (the main thread makes no
-    # write, fdatasync or fsync call before the writer thread has failed).
+    # Counted per thread: call 1 is the writer (or syncing) thread's first (the main thread
+    # makes no write or sync call before the writer thread has failed).
     target = tmp_path / "a.json"
     log = tmp_path / "strace.log"
     env = child_env()
