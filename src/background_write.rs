@@ -3,10 +3,10 @@
 //! A large document takes longer to encode than to write, and a durable write's final fsync
 //! costs time in proportion to the data it writes back (and, with some volatile disk caches,
 //! to the data it flushes). The producer hands finished parts to a thread that writes them
-//! into the temp file while the producer goes on; for a durable file a second thread writes
-//! back what is written whenever it is free, so that when the last part arrives little is
-//! left for the final fsync. The producer never waits for the disk: parts queue up (at most
-//! the whole document, what a one-shot write holds anyway).
+//! into the temp file while the producer goes on; for a durable file the disk takes each part
+//! as it is written, so that when the last part arrives little is left for the final fsync.
+//! The producer never waits for the disk: parts queue up (at most the whole document, what a
+//! one-shot write holds anyway).
 //!
 //! Parts may hold deferred floats (`format::DEFERRED_FLOAT`): the thread writes their text,
 //! so a producer that holds the GIL leaves float formatting, a sixth of encoding a large
@@ -280,11 +280,10 @@ fn reuse(mut buffer: Vec<u8>) -> Vec<u8> {
     buffer
 }
 
-/// The writer thread: formats and writes parts as they come. For a durable file a second
-/// thread writes back to the disk whatever has been written whenever it is free (see
-/// [`Syncer`]), so that neither the formatting nor the writes wait for the disk and the final
-/// fsync (`complete`) has little left to do. `None` when the producer cancelled (the temp file
-/// is removed on return).
+/// The writer thread: formats and writes parts as they come. For a durable file it starts the
+/// writeback of each part as it goes ([`EarlySyncs`]), so that the final fsync (`complete`)
+/// has little left to do. `None` when the producer cancelled (the temp file is removed on
+/// return).
 fn write_parts(
     target: &Path,
     durable: bool,
@@ -293,8 +292,8 @@ fn write_parts(
     cancelled: &AtomicBool,
 ) -> Result<Option<CompleteTemp>> {
     let mut temp = TempFile::create(target, durable)?;
-    let syncer = match durable {
-        true => Syncer::start(temp.sync_handle()?),
+    let mut early = match durable {
+        true => Some(EarlySyncs::new(temp.sync_handle()?)),
         false => None,
     };
     let mut text = Vec::new();
@@ -319,16 +318,16 @@ fn write_parts(
             break Err(err);
         }
         length += bytes.len() as u64;
-        if let Some(syncer) = &syncer {
-            syncer.wake(length);
-        }
         if let Some(formatted) = formatted {
             let _ = give_back.send(reuse(formatted));
         }
+        if let Some(Err(err)) = early.as_mut().map(|early| early.written(length)) {
+            break Err(Error::io(Step::SyncTemp, target, err));
+        }
     };
-    // The final fsync waits for the early syncs to end: started during one it took longer
+    // The final fsync waits for an early flush to end: started during one it took longer
     // (6.2-6.4 ms against 5.5-5.6 ms for a durable 4 MB write).
-    let synced = syncer.map_or(Ok(()), Syncer::finish);
+    let synced = early.map_or(Ok(()), EarlySyncs::finish);
     written?;
     // An early sync's error is reported to it alone (the descriptors share one open file).
     synced.map_err(|err| Error::io(Step::SyncTemp, target, err))?;
@@ -338,39 +337,75 @@ fn write_parts(
     temp.complete().map(Some)
 }
 
-/// Early syncs of a file being written: a thread that, each time it is woken (once for any
-/// number of wake-ups that arrived meanwhile), writes back to the disk what has been written
-/// and waits for it, which leaves the final fsync little more than a journal commit and a
-/// cache flush. Every `FLUSH_EVERY` bytes it flushes the cache as well (`fdatasync`); on
-/// systems without `sync_file_range` every sync is an `fdatasync`.
-struct Syncer {
-    wake: Sender<u64>,
-    thread: JoinHandle<io::Result<()>>,
+/// The early syncs of a durable file being written, which leave the final fsync little to
+/// do. After each part the writer starts the writeback of what it wrote without waiting for it
+/// (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): the disk takes the data while the next
+/// parts are formatted. Every `FLUSH_EVERY` bytes a thread of its own also flushes the disk's
+/// cache (`fdatasync`), started at the first. Where the system has no `sync_file_range` that
+/// thread syncs after every part instead (once for any number of parts written meanwhile).
+struct EarlySyncs {
+    file: File,
+    flusher: Option<Syncer>,
+    /// The length written when the flusher was last woken.
+    flushed: u64,
 }
 
-/// Bytes written between the early flushes of [`Syncer`]. A flush made early saves time where
-/// its cost grows with the data flushed (stop 12's virtual disk: 8.4-8.9 ms for 4 MB, 0.2 ms
-/// after an early `fdatasync`) and costs time where it does not (this disk since: 0.3-1.1 ms
-/// whatever it flushes; a flush per sync made a durable 4 MB write 1.10-1.12x slower than
-/// writeback alone, one per MiB 1.02-1.05x). Every 4 MiB bounds what the final fsync of a
-/// large file flushes on the first kind of disk; a 4 MB document flushes once, at the end.
+/// Bytes written between the early flushes of [`EarlySyncs`]. A flush made early saves time
+/// where its cost grows with the data flushed (stop 12's virtual disk: 8.4-8.9 ms for 4 MB,
+/// 0.2 ms after an early `fdatasync`) and costs time where it does not (this disk since:
+/// 0.3-1.1 ms whatever it flushes; one per MiB made a durable 4 MB write 1.02-1.05x slower).
+/// Every 4 MiB bounds what the final fsync of a large file flushes on the first kind of disk;
+/// a 4 MB document flushes once, at the end.
 const FLUSH_EVERY: u64 = 4 << 20;
+
+impl EarlySyncs {
+    fn new(file: File) -> EarlySyncs {
+        EarlySyncs {
+            file,
+            flusher: None,
+            flushed: 0,
+        }
+    }
+
+    /// `length` bytes are written.
+    fn written(&mut self, length: u64) -> io::Result<()> {
+        let started = start_write_back(&self.file)?;
+        if !started || length - self.flushed >= FLUSH_EVERY {
+            self.flushed = length;
+            if self.flusher.is_none() {
+                self.flusher = Syncer::start(self.file.try_clone()?);
+            }
+            if let Some(flusher) = &self.flusher {
+                flusher.wake();
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the flusher; the first error.
+    fn finish(self) -> io::Result<()> {
+        self.flusher.map_or(Ok(()), Syncer::finish)
+    }
+}
+
+/// A thread that `fdatasync`s a file each time it is woken (once for any number of wake-ups
+/// that arrived during a sync), until told to finish.
+struct Syncer {
+    wake: Sender<()>,
+    thread: JoinHandle<io::Result<()>>,
+}
 
 impl Syncer {
     /// `None` when no thread can be started: the syncs are only ahead of time, the final
     /// fsync makes the file durable all the same.
     fn start(file: File) -> Option<Syncer> {
-        let (wake, woken) = mpsc::channel::<u64>();
+        let (wake, woken) = mpsc::channel::<()>();
         let thread = thread::Builder::new()
             .name("atomicjson-sync".into())
             .spawn(move || {
-                let mut flushed = 0;
-                while let Ok(mut length) = woken.recv() {
-                    length = woken.try_iter().last().unwrap_or(length);
-                    if length - flushed >= FLUSH_EVERY || !write_back(&file)? {
-                        file.sync_data()?;
-                        flushed = length;
-                    }
+                while woken.recv().is_ok() {
+                    while woken.try_recv().is_ok() {}
+                    file.sync_data()?;
                 }
                 Ok(())
             })
@@ -378,10 +413,9 @@ impl Syncer {
         Some(Syncer { wake, thread })
     }
 
-    /// Tells the thread that `length` bytes are written.
-    fn wake(&self, length: u64) {
+    fn wake(&self) {
         // After a failed sync the thread is gone: its error comes out of `finish`.
-        let _ = self.wake.send(length);
+        let _ = self.wake.send(());
     }
 
     /// Lets the thread sync once more if it was woken since its last sync, then stop; its
@@ -395,24 +429,20 @@ impl Syncer {
     }
 }
 
-/// Writes the file's dirty pages back to the disk and waits for them (no journal commit, no
-/// cache flush); its error, like `fsync`'s, reports a failed writeback. `false` where the
-/// system has no such call.
+/// Starts writing the file's dirty pages back to the disk, without waiting for them (a failed
+/// writeback shows at the final fsync). `false` where the system has no such call.
 #[cfg(target_os = "linux")]
-fn write_back(file: &File) -> io::Result<bool> {
+fn start_write_back(file: &File) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     // SAFETY: a plain system call on a descriptor `file` owns.
-    match unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) } {
+    match unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) } {
         0 => Ok(true),
         _ => Err(io::Error::last_os_error()),
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_back(_: &File) -> io::Result<bool> {
+fn start_write_back(_: &File) -> io::Result<bool> {
     Ok(false)
 }
 
