@@ -164,11 +164,12 @@ impl TempFile {
             .map_err(|err| self.pending.fail(Step::WriteTemp, err))
     }
 
-    /// Another descriptor of the temp file, for syncing what is written so far from another
-    /// thread (`fdatasync`): with a volatile disk cache (virtual disks, most SSDs) the final
-    /// fsync's cost grows with the data it must flush, and a writer that produces its data over
-    /// time can move that cost into the time spent producing. Its errors are the caller's to
-    /// report (`Step::SyncTemp`): they are not seen again through this file's descriptor.
+    /// Another descriptor of the temp file, for syncing what is written so far early (from
+    /// another thread, say): the final fsync's cost grows with the data it must write back and,
+    /// with some volatile disk caches, flush, and a writer that produces its data over time can
+    /// move that cost into the time spent producing. Errors of a sync that waits for the disk
+    /// are the caller's to report (`Step::SyncTemp`): they are not seen again through this
+    /// file's descriptor.
     pub fn sync_handle(&self) -> Result<File> {
         self.file
             .try_clone()
