@@ -289,6 +289,27 @@ proptest! {
     }
 
     #[test]
+    fn deferred_floats_expand_at_any_distance(
+        pieces in prop::collection::vec((0usize..40, float()), 0..40),
+        tail in 0usize..40,
+    ) {
+        // Runs of text of every length around the 16-byte chunks, floats back to back.
+        let (mut direct, mut deferred) = (Vec::new(), Vec::new());
+        for (i, (gap, f)) in pieces.iter().enumerate() {
+            let run: Vec<u8> = (0..*gap).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+            direct.extend_from_slice(&run);
+            deferred.extend_from_slice(&run);
+            write_float(&mut direct, *f);
+            write_float_deferred(&mut deferred, *f);
+        }
+        direct.extend(std::iter::repeat_n(b'z', tail));
+        deferred.extend(std::iter::repeat_n(b'z', tail));
+        let mut expanded = Vec::new();
+        expand_deferred_floats(&deferred, &mut expanded);
+        prop_assert_eq!(expanded, direct);
+    }
+
+    #[test]
     fn ints_round_trip(i in any::<i64>()) {
         let mut out = Vec::new();
         write_i64(&mut out, i);
