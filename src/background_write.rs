@@ -95,7 +95,9 @@ impl BackgroundWrite {
     /// few parts, and this thread has nothing else to do.
     pub fn finish(mut self, last: Vec<u8>) -> Result<CompleteTemp> {
         if !last.is_empty() {
-            self.send(last);
+            // (`send` would also fetch a buffer to fill next.) Refused when the writer has
+            // stopped: its error comes out of the join below.
+            let _ = self.parts.push(last);
         }
         self.parts.close();
         self.parts.help();
