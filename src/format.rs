@@ -697,22 +697,25 @@ fn small_integer(exp_bits: u32, fraction: u64) -> Option<u64> {
 /// 16 integer digits and the point); the caller reserves them.
 #[inline(always)]
 unsafe fn write_decimal(dst: *mut u8, digits: u64, exp10: i32) -> usize {
-    // The digits as ASCII, as 17 with leading zeros: `lead` the first (non-zero only when
-    // there are 17), `padded` the 16 after it. `first` is the first significant digit and
-    // `rest` the ones after it (the next at the lowest byte, up to 16).
-    let lead = digits / 10_000_000_000_000_000;
-    let padded = ascii16(digits - lead * 10_000_000_000_000_000);
-    let (first, rest, all) = if lead != 0 {
-        (b'0' + lead as u8, padded, 17)
-    } else {
-        // The leading '0's of `padded` are its lowest bytes equal to '0'.
-        let zeros = ((padded ^ ASCII_ZEROS).trailing_zeros() / 8) as usize;
-        let run = padded >> (8 * zeros);
-        (run as u8, run >> 8, 16 - zeros)
-    };
-    // Digits without the trailing zeros (the highest bytes of `padded` that are '0').
-    let n = all - ((padded ^ ASCII_ZEROS).leading_zeros() / 8) as usize;
-    let point = exp10 + all as i32 - 1; // the decimal exponent of the first digit
+    // Scaled to exactly 17 digits: `lead` the first, `rest` the 16 after it as ASCII (the
+    // next at the lowest byte). A normal double's digits have 16 or 17, as good as at random,
+    // so the one step is a select rather than a branch; only subnormals need more.
+    const E16: u64 = 10_000_000_000_000_000;
+    let (mut digits, mut exp10) = (digits, exp10);
+    let short = digits < E16;
+    digits = if short { digits * 10 } else { digits };
+    exp10 -= short as i32;
+    if digits < E16 {
+        let scale = E16.ilog10() - digits.ilog10();
+        digits *= 10u64.pow(scale);
+        exp10 -= scale as i32;
+    }
+    let lead = digits / E16;
+    let first = b'0' + lead as u8;
+    let rest = ascii16(digits - lead * E16);
+    // Digits without the trailing zeros (the highest bytes of `rest` that are '0').
+    let n = 17 - ((rest ^ ASCII_ZEROS).leading_zeros() / 8) as usize;
+    let point = exp10 + 16; // the decimal exponent of the first digit
     if !(-4..16).contains(&point) {
         // "d.ddde+XX": the first digit, the point (when more digits follow), the exponent.
         *dst = first;
@@ -839,6 +842,15 @@ mod tests {
             (1e16, "1e+16"),
             (-1e16, "-1e+16"),
             (1e15, "1000000000000000.0"),
+            // Exact ties between two shortest candidates go to the even digit (Python), where
+            // Rust's own formatting rounds up.
+            (813459244780372.0 + 0.25, "813459244780372.2"),
+            (237218167200838.0 + 0.625, "237218167200838.62"),
+            // 16 and 17 digits; subnormals with few digits, scaled up to 17 before layout.
+            (2.0 / 3.0, "0.6666666666666666"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (6.09954e-319, "6.09954e-319"),
+            (1.1125369292536007e-308, "1.1125369292536007e-308"),
             // Both edges of the fixed range.
             (0.0001_f64.next_down(), "9.999999999999999e-05"),
             (-0.0001_f64.next_down(), "-9.999999999999999e-05"),
