@@ -117,8 +117,11 @@ def test_circular_through_ordered_dict_path() -> None:
 # -- sorted keys (canonical and sort_keys) -------------------------------------------------
 
 def _keys(n: int) -> List[str]:
-    # Long shared prefixes: the 8-byte prefix compare must fall back to the full compare.
-    return [f"feature_{i:05d}" for i in range(n)] + [f"f{i}" for i in range(n)] + ["", "a", "\u00e9"]
+    # Shared prefixes, within and beyond the 16 bytes compared as one integer: runs of keys
+    # with equal 16-byte prefixes are then compared in full.
+    return ([f"feature_{i:05d}" for i in range(n)] + [f"f{i}" for i in range(n)]
+            + [f"feature_importance_gain_{i:04d}" for i in range(n)]
+            + ["x" * 16, "x" * 16 + "a", "x" * 17, "x" * 15, "", "a", "\u00e9"])
 
 
 @pytest.mark.parametrize("order", ["sorted", "reversed", "shuffled"])
@@ -133,6 +136,15 @@ def test_key_orders(order: str) -> None:
     same_as_legacy(d)
     same_as_json(d, sort_keys=True)
     same_as_json(d, sort_keys=True, indent=2)
+
+
+def test_sets_sort_by_text_and_keep_the_order_of_equal_texts() -> None:
+    import random
+    names = _keys(40)
+    random.Random(7).shuffle(names)
+    same_as_legacy({"s": set(names), "f": frozenset(names[:30])})
+    # 1 and "1" have the same str(): they keep the set's own order, as in sorted(key=str).
+    same_as_legacy({"mixed": {1, "1", 2, "2", "x" * 20, "x" * 20 + "1"}})
 
 
 def test_nearly_sorted_keys_and_collisions() -> None:
