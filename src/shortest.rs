@@ -172,7 +172,7 @@ pub fn shortest(exp_bits: u32, fraction: u64) -> (u64, i32) {
     let t_in = (t << 2) + open <= vbr;
     let mid = (s + t) << 1;
     let closer_s = (vb < mid) | ((vb == mid) & (s & 1 == 0));
-    let pick_s = s_in & (!t_in | closer_s);
+    let pick_s = (s_in & !t_in) | ((s_in == t_in) & closer_s);
     let digits = select(
         low_in != high_in,
         tp10 - 10 * low_in as u64,
