@@ -147,6 +147,36 @@ def test_sets_sort_by_text_and_keep_the_order_of_equal_texts() -> None:
     same_as_legacy({"mixed": {1, "1", 2, "2", "x" * 20, "x" * 20 + "1"}})
 
 
+def test_key_orders_kept_between_calls_follow_the_key_objects() -> None:
+    # A thread keeps the sorted orders of earlier dicts, found again by their key objects in
+    # dict order: the same objects in another order, or other objects with the same texts,
+    # must sort afresh.
+    keys = [f"feature_{i:03d}_{'x' * (i % 7)}" for i in range(300)]
+    import random
+    random.Random(3).shuffle(keys)
+    first = {k: i for i, k in enumerate(keys)}
+    same_as_legacy(first)
+    same_as_legacy({k: i for i, k in enumerate(reversed(keys))})
+    same_as_legacy({"".join(list(k)): i for i, k in enumerate(keys)})  # equal texts, new strs
+    # The same first keys, then others: only the first or only the last key differs.
+    same_as_legacy({keys[0]: 0, **{k: i for i, k in enumerate(reversed(keys[1:]))}})
+    same_as_legacy({**{k: i for i, k in enumerate(keys[:-1])}, "a_first": -1})
+    same_as_legacy(first)
+    same_as_json(first, sort_keys=True)
+
+
+def test_key_orders_kept_between_calls_are_bounded() -> None:
+    import sys
+    key = "".join(["bounded_", "key_", "0000"])  # a str of its own, not interned
+    shape = {**{f"other_{i:03d}": i for i in range(40)}, key: 0}  # not in key order
+    before = sys.getrefcount(key)
+    atomicjson.canonical_bytes(shape)
+    assert sys.getrefcount(key) == before + 1  # its dict's order is kept, holding the key
+    for n in range(40):  # dicts of other shapes push it out
+        atomicjson.canonical_bytes({f"s{n}_{i:03d}": i for i in range(40, 0, -1)})
+    assert sys.getrefcount(key) == before
+
+
 def test_nearly_sorted_keys_and_collisions() -> None:
     d: Dict[Any, Any] = {"a": 1, "b": 2, "d": 3, "c": 4}
     same_as_legacy(d)

@@ -368,9 +368,7 @@ impl<'a, 'py> Encoder<'a, 'py> {
         } else {
             // SAFETY: the keys are live exact strs (borrowed from the dict).
             let (py, n) = (dict.py(), items.len());
-            Some(unsafe {
-                str_key_order(py, &self.profile.memo, n, |i| items[i].0, |i| items[i].1)
-            })
+            Some(unsafe { str_key_order(py, n, |i| items[i].0, |i| items[i].1) })
         };
         self.enter(dict)?;
         self.open(b'{');
