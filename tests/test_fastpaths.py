@@ -163,6 +163,13 @@ def test_key_orders_kept_between_calls_follow_the_key_objects() -> None:
     same_as_legacy({**{k: i for i, k in enumerate(keys[:-1])}, "a_first": -1})
     same_as_legacy(first)
     same_as_json(first, sort_keys=True)
+    # Sets of strs too: met again, then changed.
+    names = set(keys)
+    same_as_legacy({"s": names})
+    same_as_legacy({"s": names})
+    names.add("a_first")
+    names.discard(keys[5])
+    same_as_legacy({"s": names})
 
 
 def test_key_orders_kept_between_calls_are_bounded() -> None:

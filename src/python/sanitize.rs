@@ -372,7 +372,18 @@ fn sorted_by_str<'py>(obj: &Bound<'py, PyAny>) -> Result<Vec<Bound<'py, PyAny>>,
         let item = item?;
         keyed.push((str_of(&item)?, item));
     }
-    let order = text_order(keyed.len(), |i| keyed[i].0.bytes());
+    let n = keyed.len();
+    // SAFETY: a type check on live objects.
+    let all_str = keyed
+        .iter()
+        .all(|(_, item)| unsafe { ffi::PyUnicode_CheckExact(item.as_ptr()) } != 0);
+    // A set of strs met again (the same objects, iterated in the same order) reuses its order.
+    let order: Rc<[usize]> = if all_str && n >= 2 {
+        // SAFETY: every item is a live exact str, held by `keyed`.
+        unsafe { str_key_order(obj.py(), n, |i| keyed[i].1.as_ptr(), |i| keyed[i].0.bytes()) }
+    } else {
+        text_order(n, |i| keyed[i].0.bytes()).into()
+    };
     let mut items: Vec<Option<Bound<'py, PyAny>>> =
         keyed.into_iter().map(|(_, v)| Some(v)).collect();
     Ok(order.iter().filter_map(|&i| items[i].take()).collect())
