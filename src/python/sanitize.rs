@@ -51,8 +51,8 @@ pub struct Profile<'py> {
     pub memo: Memo<'py>,
 }
 
-/// Facts the walk reuses. Documents repeat shapes: lists of records with the same keys,
-/// per-feature maps over one feature list, many members of one Enum class.
+/// Facts the walk reuses: documents hold many members of one Enum class. (Key orders, which
+/// documents also repeat, are kept per thread across calls: `KEY_ORDERS`.)
 #[derive(Default)]
 pub struct Memo<'py> {
     /// Enum classes met, and what their `value` is.
