@@ -433,13 +433,10 @@ unsafe fn write_digits(dst: *mut u8, value: u64) -> usize {
         store(dst, ascii16(value) >> (8 * (16 - n)));
         n
     } else {
-        let high = value / 10_000_000_000_000_000; // at most 1844
+        let high = value / E16; // at most 1844
         let high_len = n - 16;
         store(dst, ascii8(high) >> (8 * (8 - high_len)));
-        store(
-            dst.add(high_len),
-            ascii16(value - high * 10_000_000_000_000_000),
-        );
+        store(dst.add(high_len), ascii16(value - high * E16));
         n
     }
 }
@@ -541,6 +538,9 @@ fn marker_in(chunk: [u8; 16]) -> Option<usize> {
         chunk.iter().position(|&b| b == DEFERRED_FLOAT)
     }
 }
+
+/// 10^16: the numbers below it are 16 digits for `ascii16`.
+const E16: u64 = 10_000_000_000_000_000;
 
 /// Sixteen ASCII '0's.
 const ASCII_ZEROS: u128 = u128::from_le_bytes([b'0'; 16]);
@@ -700,7 +700,6 @@ unsafe fn write_decimal(dst: *mut u8, digits: u64, exp10: i32) -> usize {
     // Scaled to exactly 17 digits: `lead` the first, `rest` the 16 after it as ASCII (the
     // next at the lowest byte). A normal double's digits have 16 or 17, as good as at random,
     // so the one step is a select rather than a branch; only subnormals need more.
-    const E16: u64 = 10_000_000_000_000_000;
     let (mut digits, mut exp10) = (digits, exp10);
     let short = digits < E16;
     digits = if short { digits * 10 } else { digits };
